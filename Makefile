@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create .venv and install the course into it when needed (and do nothing extra when it is
+# already up to date: the stamp file is newer than pyproject.toml).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dlworkshop-installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Cap BLAS/torch threads at the 2 cores the course budgets for (override: make test THREADS=4).
+THREADS ?= 2
+export OMP_NUM_THREADS ?= $(THREADS)
+export OPENBLAS_NUM_THREADS ?= $(THREADS)
+export MKL_NUM_THREADS ?= $(THREADS)
+export MPLBACKEND ?= Agg
+
+.PHONY: setup demo test lint release calibrate bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the course and its dependencies into $(VENV) (first time: a few minutes)"
+	@$(PY) -m pip install --quiet -e '.[dev]' > $(VENV)/pip-install.log 2>&1 \
+		|| { cat $(VENV)/pip-install.log; exit 1; }
+	$(PY) -c "import dlworkshop, nbgrader, torch, torchvision, mlxtend"
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m graders demo
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+
+release: setup
+	$(PY) -m graders release
+
+calibrate: setup
+	$(PY) scripts/calibrate.py 01_dnn
+
+bench: setup
+	$(PY) scripts/bench_autograde.py
+
+clean:
+	rm -rf autograded/* submitted/* feedback/* gradebook.db reports .pytest_cache
+	@touch autograded/.gitkeep submitted/.gitkeep feedback/.gitkeep

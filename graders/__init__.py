@@ -1,0 +1,1 @@
+"""The instructor's grading tool for the course: ``python -m graders --help``."""

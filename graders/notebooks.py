@@ -1,0 +1,195 @@
+"""Reading and rewriting the course's nbgrader notebooks, and running parts of them.
+
+The source notebook of an assignment (``source/<a>/<a>.ipynb``) holds the reference solutions
+between ``### BEGIN SOLUTION`` / ``### END SOLUTION`` and the hidden tests between
+``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``. This module derives from it what tests,
+calibration and the demo need: a student's submission with some tasks solved (or altered), and
+the outcome of running a notebook's cells in one kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+
+from dlworkshop.grading import HARMLESS_STDERR_PATTERN
+
+SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+HIDDEN_BLOCK = re.compile(
+    r"^\s*### BEGIN HIDDEN TESTS.*?^\s*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M
+)
+
+
+def read(path: str | Path) -> NotebookNode:
+    """A notebook, as nbformat v4."""
+    return nbformat.read(str(path), as_version=4)
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    """The nbgrader ``grade_id`` of a cell, or None for a cell nbgrader does not track."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def is_solution(cell: NotebookNode) -> bool:
+    """An nbgrader solution (student-editable) cell."""
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def is_test(cell: NotebookNode) -> bool:
+    """An nbgrader auto-graded test cell (``grade: true`` on a code cell)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade"))
+
+
+def points(cell: NotebookNode) -> float:
+    """Points of a grade cell (0 for other cells)."""
+    return float(cell.get("metadata", {}).get("nbgrader", {}).get("points", 0) or 0)
+
+
+def cell_index(nb: NotebookNode, gid: str) -> int:
+    """Index of the cell whose grade_id is ``gid``; KeyError naming the known ids if absent."""
+    for i, cell in enumerate(nb.cells):
+        if grade_id(cell) == gid:
+            return i
+    known = ", ".join(g for g in map(grade_id, nb.cells) if g)
+    raise KeyError(f"no cell with grade_id {gid!r}; known: {known}")
+
+
+def test_cells(nb: NotebookNode) -> list[NotebookNode]:
+    """The auto-graded test cells, in notebook order."""
+    return [c for c in nb.cells if is_test(c)]
+
+
+def strip_solution_markers(source: str) -> str:
+    """A solution cell's source as a student would write it: the marker lines removed."""
+    return "".join(line for line in source.splitlines(True) if not SOLUTION_MARKERS.match(line))
+
+
+def strip_hidden_tests(source: str) -> str:
+    """A test cell's source as students see it: the hidden block removed."""
+    return HIDDEN_BLOCK.sub("", source)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A change to one cell's source: literal ``(old, new)`` replacements, or a whole new source.
+
+    A replacement whose ``old`` text is not found raises, so that a mutation can never silently
+    stop applying after the notebook changes.
+    """
+
+    cell: str
+    replace: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
+
+    def apply(self, text: str) -> str:
+        """The mutated text."""
+        if self.source is not None:
+            return self.source
+        for old, new in self.replace:
+            if old not in text:
+                raise ValueError(f"mutation of cell {self.cell!r}: text not found: {old!r}")
+            text = text.replace(old, new)
+        return text
+
+
+def solved(
+    source_nb: NotebookNode,
+    release_nb: NotebookNode | None = None,
+    unsolved: Iterable[str] = (),
+    mutations: Iterable[Mutation] = (),
+) -> NotebookNode:
+    """A notebook as a student would submit it: every solution cell filled in from the source.
+
+    Starting from the release notebook (so that test cells are the visible ones, as students
+    have them), each solution cell gets the reference code without markers, except the cells in
+    ``unsolved`` (left as stubs) and those changed by ``mutations`` (applied to the reference).
+    Without a release notebook, the source is used as is (hidden tests included), which is what
+    running cells directly needs.
+    """
+    base = copy.deepcopy(release_nb if release_nb is not None else source_nb)
+    reference = {grade_id(c): c.source for c in source_nb.cells if is_solution(c)}
+    unsolved = set(unsolved)
+    by_cell: dict[str, list[Mutation]] = {}
+    for m in mutations:
+        by_cell.setdefault(m.cell, []).append(m)
+    unknown = (unsolved | set(by_cell)) - set(reference) - {grade_id(c) for c in base.cells}
+    if unknown:
+        raise KeyError(f"no such cells in the notebook: {sorted(unknown)}")
+    for cell in base.cells:
+        gid = grade_id(cell)
+        if gid in by_cell:
+            text = reference.get(gid, cell.source)
+            for m in by_cell[gid]:
+                text = m.apply(text)
+            cell.source = strip_solution_markers(text) if gid in reference else text
+        elif is_solution(cell) and gid not in unsolved:
+            cell.source = strip_solution_markers(reference[gid])
+    return base
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What running one test cell gave: passed, or the error's name and message."""
+
+    grade_id: str
+    points: float
+    passed: bool
+    error: str = ""
+
+
+def _cell_error(cell: NotebookNode) -> str:
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            return f"{out.ename}: {out.evalue}"
+    return ""
+
+
+def run(
+    nb: NotebookNode,
+    until: str | None = None,
+    cwd: str | Path = ".",
+    timeout: int = 300,
+    env: Mapping[str, str] | None = None,
+) -> tuple[NotebookNode, dict[str, CellOutcome]]:
+    """Execute ``nb`` in one fresh kernel (up to and including cell ``until``), errors allowed.
+
+    Returns the executed notebook and, for each test cell that ran, whether it passed. A test
+    cell passes when it raises nothing; like nbgrader, it also fails if it wrote to stderr
+    (after dropping warnings and progress bars, as ``nbgrader_config.py`` does).
+    """
+    nb = copy.deepcopy(nb)
+    if until is not None:
+        nb.cells = nb.cells[: cell_index(nb, until) + 1]
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute(env={**os.environ, **(env or {})})
+    outcomes = {}
+    for cell in test_cells(nb):
+        error = _cell_error(cell) or _harmful_stderr(cell)
+        outcomes[grade_id(cell)] = CellOutcome(grade_id(cell), points(cell), not error, error)
+    return nb, outcomes
+
+
+HARMLESS_STDERR = re.compile(HARMLESS_STDERR_PATTERN)
+
+
+def _harmful_stderr(cell: NotebookNode) -> str:
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream" and out.name == "stderr":
+            if not HARMLESS_STDERR.search(out.text):
+                return f"stderr: {out.text.strip()[:200]}"
+    return ""

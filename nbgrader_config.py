@@ -1,0 +1,44 @@
+"""nbgrader configuration of the course (the course root is this folder).
+
+Every choice below is explained in README.md ("Grading rules"); keep them in sync.
+"""
+
+import os
+
+from dlworkshop.grading import HARMLESS_STDERR_PATTERN
+
+c = get_config()  # noqa: F821  (nbgrader injects get_config)
+
+# Kernels inherit this process's environment. Cap BLAS/torch threads (graders/ sets one share
+# per parallel worker; a plain `nbgrader autograde` gets up to 4), and turn progress bars off.
+_threads = os.environ.get("DLWORKSHOP_THREADS") or str(min(4, os.cpu_count() or 1))
+for _var in ("DLWORKSHOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, _threads)
+os.environ.setdefault("DLWORKSHOP_PROGRESS", "0")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+c.CourseDirectory.course_id = "dl-models-python-s5"
+# Data files an assignment ships next to its notebook are copied into the release; nothing else.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# Students see this in every stub; the `raise` is what makes an untouched stub score zero.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE\nraise NotImplementedError()",
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Per-cell limit. The longest cell (training a network on 3,500 MNIST digits) takes about
+# 15 s on 2 CPU cores; 180 s leaves room for a busy grading machine without letting an endless
+# loop hold a grader for long. A cell that times out scores zero and grading goes on.
+c.Execute.timeout = 180
+c.Execute.interrupt_on_timeout = True
+c.Execute.allow_errors = True
+
+# A deleted or de-tagged test cell is put back (from gradebook.db) and run, so a student can
+# neither dodge a failing test by deleting it nor lose points for honest work by accident.
+c.OverwriteCells.add_missing_cells = True
+
+# nbgrader gives a grade cell zero when it writes anything to stderr. Library warnings and
+# progress bars are not failures (the assertions decide), so their stderr chunks are dropped.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = HARMLESS_STDERR_PATTERN
