@@ -26,7 +26,7 @@ def numerical_gradient(
     f: Callable[[np.ndarray], float | np.ndarray],
     x: np.ndarray,
     dout: np.ndarray | None = None,
-    h: float = 1e-6,
+    h: float = 1e-5,
 ) -> np.ndarray:
     """Central-difference gradient of ``sum(f(x) * dout)`` with respect to ``x``.
 

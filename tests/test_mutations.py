@@ -1,0 +1,56 @@
+"""Every test cell can fail, and fails for the right reason.
+
+For each assignment, the mutants and alternatives of ``tests/mutations/<a>.toml`` are applied to
+the reference solution and the notebook (hidden tests included) runs in a fresh kernel up to the
+last test cell concerned: a mutant must lose exactly the cells it names among those that ran, an
+alternative must keep them all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from graders import mutations, notebooks
+from graders.course import Course
+
+COURSE = Course()
+ASSIGNMENTS = COURSE.assignments()
+VARIANTS = [(a, v) for a in ASSIGNMENTS for v in mutations.load(a)]
+
+
+def _source(assignment: str):
+    return notebooks.read(COURSE.source_path(assignment))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_test_cell_has_a_mutant_and_an_alternative(assignment):
+    tests = {notebooks.grade_id(c) for c in notebooks.test_cells(_source(assignment))}
+    variants = mutations.load(assignment)
+    caught = {t for v in variants if v.kind == "mutant" for t in v.targets}
+    covered = {t for v in variants if v.kind == "alternative" for t in v.targets}
+    assert tests - caught == set(), f"test cells no mutant is meant to fail: {tests - caught}"
+    assert tests - covered == set(), f"test cells no alternative covers: {tests - covered}"
+    assert caught | covered <= tests, f"unknown test cells named: {(caught | covered) - tests}"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "variant"), VARIANTS, ids=[f"{a}:{v.kind}:{v.name}" for a, v in VARIANTS]
+)
+def test_variant(assignment, variant):
+    source = _source(assignment)
+    nb = notebooks.solved(source, mutations=[variant.mutation])
+    _, outcomes = notebooks.run(
+        nb,
+        until=variant.last_target,
+        cwd=COURSE.source_path(assignment).parent,
+        env={"DLWORKSHOP_PROGRESS": "0"},
+    )
+    missing = set(variant.targets) - set(outcomes)
+    assert not missing, f"cells {missing} did not run"
+    expected_fail = set(variant.targets) if variant.kind == "mutant" else set()
+    wrong = {
+        gid: (o.error or "passed")
+        for gid, o in outcomes.items()
+        if o.passed == (gid in expected_fail)
+    }
+    assert not wrong, f"{variant.kind} {variant.name!r} ({variant.why}): unexpected {wrong}"
