@@ -31,7 +31,7 @@ SEED_LINE = "SEED = dlworkshop.seed_everything(0)"
 
 #: Code appended to each assignment's notebook; it must print one line "CALIBRATION {json}".
 METRICS = {
-    "01_dnn": '''
+    "01_dnn": """
 import json as _json
 _lin, _hid = fit_linear_and_hidden(circles.train.X, circles.train.y, seed=SEED)
 _h = mnist.test.X.astype(np.float64)
@@ -48,7 +48,7 @@ _metrics = {
     "TorchMLP training time (s)": torch_seconds,
 }
 print("CALIBRATION " + _json.dumps(_metrics))
-''',
+""",
 }
 
 

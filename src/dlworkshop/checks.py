@@ -81,7 +81,7 @@ def check_rel_error(name: str, actual: object, expected: object, max_error: floa
     if not err <= max_error:
         raise AssertionError(
             f"{name}: relative error {err:.2e} against the reference gradient, "
-            f"must be at most {max_error:.0e}"
+            f"must be at most {max_error:g}"
         )
     return err
 

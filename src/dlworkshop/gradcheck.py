@@ -30,7 +30,7 @@ def numerical_gradient(
 ) -> np.ndarray:
     """Central-difference gradient of ``sum(f(x) * dout)`` with respect to ``x``.
 
-    ``f`` may return a scalar (then ``dout`` is ignored) or an array (then ``dout`` is the upstream
+    ``f`` may return a scalar (leave ``dout`` as None) or an array (then ``dout`` is the upstream
     gradient, of the same shape as ``f(x)``). ``x`` is perturbed in place and restored, so ``f``
     may close over it. Use float64 inputs: in float32 the estimate itself is only good to ~1e-3.
     """

@@ -29,7 +29,7 @@ def plot_history(
             ("val_acc", ax_acc, "--"),
         ):
             series = hist.get(key) if isinstance(hist, Mapping) else getattr(hist, key, None)
-            if series:
+            if series is not None and len(series) > 0:
                 name = f"{label} {key.split('_')[0]}".strip()
                 ax.plot(np.arange(1, len(series) + 1), series, style, label=name)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")

@@ -1,0 +1,174 @@
+"""The assertion helpers: silent when the check holds, an actionable message when it does not."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from dlworkshop import checks
+from dlworkshop.gradcheck import rel_error
+
+
+def _message(call, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as info:
+        call(*args, **kwargs)
+    return str(info.value)
+
+
+# ------------------------------------------------------------------------------ check_type
+
+
+def test_check_type_passes():
+    assert checks.check_type("n", 3, int) is None
+    assert checks.check_type("x", np.zeros(2), (torch.Tensor, np.ndarray)) is None
+
+
+def test_check_type_fails_naming_both_types():
+    msg = _message(checks.check_type, "weights", np.zeros(2), torch.Tensor)
+    assert msg == "weights: expected a Tensor, got ndarray"
+    msg = _message(checks.check_type, "lr", "0.1", (int, float))
+    assert msg == "lr: expected a int or float, got str"
+
+
+# ------------------------------------------------------------------------------ check_shape
+
+
+@pytest.mark.parametrize(
+    "value", [np.zeros((64, 10)), torch.zeros(64, 10), [[0.0] * 10] * 64], ids=type
+)
+def test_check_shape_passes(value):
+    assert checks.check_shape("logits", value, (64, 10)) is None
+    assert checks.check_shape("logits", value, [64, 10]) is None
+
+
+def test_check_shape_transpose_hint():
+    msg = _message(checks.check_shape, "logits", np.zeros((10, 64)), (64, 10))
+    assert msg.startswith("logits: ")
+    assert "expected shape (64, 10)" in msg and "got (10, 64)" in msg
+    assert "transpose" in msg
+
+
+def test_check_shape_no_hint_for_other_sizes():
+    msg = _message(checks.check_shape, "h", torch.zeros(64, 5), (64, 10))
+    assert "expected shape (64, 10)" in msg and "got (64, 5)" in msg
+    assert "transpose" not in msg
+    msg = _message(checks.check_shape, "h", np.zeros(640), (64, 10))
+    assert "got (640,)" in msg and "transpose" not in msg
+
+
+def test_check_shape_none():
+    msg = _message(checks.check_shape, "out", None, (3, 2))
+    assert "out" in msg and "(3, 2)" in msg and "None" in msg
+
+
+# ------------------------------------------------------------------------------ check_finite
+
+
+def test_check_finite_passes():
+    assert checks.check_finite("x", np.array([0.0, -1e300, 1e300])) is None
+    assert checks.check_finite("x", torch.ones(3, requires_grad=True)) is None
+
+
+def test_check_finite_counts_bad_values():
+    arr = np.array([[1.0, np.nan, 2.0], [np.inf, -np.inf, np.nan]])
+    msg = _message(checks.check_finite, "probs", arr)
+    assert msg.startswith("probs: 4 of 6 values are NaN or infinite")
+    msg = _message(checks.check_finite, "t", torch.tensor([1.0, float("nan")]))
+    assert "1 of 2" in msg
+
+
+# ------------------------------------------------------------------------------ check_close
+
+
+def test_check_close_passes_within_tolerance():
+    expected = np.linspace(-1, 1, 12).reshape(3, 4)
+    assert checks.check_close("y", expected * (1 + 1e-7), expected) is None
+    assert checks.check_close("y", torch.from_numpy(expected), expected) is None
+    assert checks.check_close("y", expected * 1.001, expected, rtol=1e-2) is None
+
+
+def test_check_close_reports_largest_difference():
+    expected = np.zeros((2, 3))
+    actual = expected.copy()
+    actual[0, 0] = 1.0
+    actual[1, 2] = -5.0
+    msg = _message(checks.check_close, "out", actual, expected)
+    assert msg.startswith("out: values differ")
+    assert "largest difference 5 at index (1, 2)" in msg
+    assert "got -5, expected 0" in msg
+
+
+def test_check_close_respects_rtol():
+    expected = np.array([100.0, 200.0])
+    actual = expected * 1.001
+    msg = _message(checks.check_close, "v", actual, expected)
+    assert "index (1,)" in msg  # |200.2 - 200| is the larger difference
+    assert checks.check_close("v", actual, expected, rtol=2e-3) is None
+
+
+def test_check_close_scalar():
+    assert checks.check_close("loss", 2.0, 2.0) is None
+    msg = _message(checks.check_close, "loss", 2.5, 2.0)
+    assert "index ()" in msg and "got 2.5, expected 2" in msg
+
+
+def test_check_close_checks_shape_and_finiteness_first():
+    msg = _message(checks.check_close, "W", np.zeros((3, 2)), np.zeros((2, 3)))
+    assert "expected shape (2, 3), got (3, 2)" in msg and "transpose" in msg
+    msg = _message(checks.check_close, "W", np.array([np.nan, 0.0]), np.zeros(2))
+    assert "1 of 2 values are NaN" in msg
+
+
+# ------------------------------------------------------------------------------ check_rel_error
+
+
+def test_check_rel_error_returns_the_error():
+    expected = np.array([1.0, 2.0, 4.0])
+    actual = expected + np.array([0.0, 0.0, 1e-8])
+    err = checks.check_rel_error("dx", actual, expected, 1e-6)
+    assert err == rel_error(actual, expected)
+    assert 0 < err < 1e-6
+    assert checks.check_rel_error("dx", torch.tensor(expected), expected, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("threshold", [1e-6, 1e-9, 2.5e-3, 1.5e-7])
+def test_check_rel_error_names_the_threshold(threshold):
+    expected = np.array([1.0, -1.0])
+    actual = expected * (1 + 10 * threshold)
+    msg = _message(checks.check_rel_error, "grads['W1']", actual, expected, threshold)
+    assert msg.startswith("grads['W1']: relative error")
+    shown = re.search(r"must be at most (\S+)$", msg)
+    assert shown, msg
+    assert float(shown.group(1)) == threshold, f"threshold {threshold} shown as {shown.group(1)}"
+    reported = float(re.search(r"relative error (\S+)", msg).group(1))
+    assert reported == pytest.approx(rel_error(actual, expected), rel=1e-2)
+
+
+def test_check_rel_error_rejects_nan_and_wrong_shape():
+    msg = _message(checks.check_rel_error, "db", np.array([np.nan]), np.zeros(1), 1e-6)
+    assert "NaN" in msg
+    msg = _message(checks.check_rel_error, "db", np.zeros((1, 4)), np.zeros(4), 1e-6)
+    assert "expected shape (4,), got (1, 4)" in msg
+
+
+# ------------------------------------------------------------------------------ bounds
+
+
+def test_check_at_least():
+    assert checks.check_at_least("accuracy", 0.9, 0.8) is None
+    assert checks.check_at_least("accuracy", 0.8, 0.8) is None  # the bound itself passes
+    msg = _message(checks.check_at_least, "val accuracy", 0.71234, 0.9, why="train longer")
+    assert msg == "val accuracy: got 0.7123, need at least 0.9000. train longer"
+    assert _message(checks.check_at_least, "acc", 0.5, 0.9).endswith("need at least 0.9000")
+    assert "nan" in _message(checks.check_at_least, "acc", float("nan"), 0.0)
+
+
+def test_check_at_most():
+    assert checks.check_at_most("loss", 0.1, 0.5) is None
+    assert checks.check_at_most("loss", 0.5, 0.5) is None
+    msg = _message(checks.check_at_most, "loss", 2.0, 0.5, why="is the learning rate too high?")
+    assert msg == "loss: got 2.0000, need at most 0.5000. is the learning rate too high?"
+    assert "nan" in _message(checks.check_at_most, "loss", float("nan"), 1.0)
