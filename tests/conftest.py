@@ -1,4 +1,8 @@
-"""Shared fixtures: a scratch course graded end to end through the real nbgrader commands."""
+"""Shared fixtures: a scratch course released and graded through the real nbgrader commands.
+
+Tests using them carry ``@pytest.mark.xdist_group("nbgrader")`` so that one pytest worker
+builds each fixture once.
+"""
 
 from __future__ import annotations
 
@@ -21,21 +25,24 @@ class GradedAssignment:
 
 
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory) -> dict[str, GradedAssignment]:
-    """Every assignment released in a scratch copy of the course, and all samples autograded.
-
-    Tests that use it should carry ``@pytest.mark.xdist_group("nbgrader")`` so that one
-    worker builds it once.
-    """
+def released(tmp_path_factory) -> Course:
+    """A scratch copy of the course (config and sources only) with every assignment released."""
     course = Course.scratch(tmp_path_factory.mktemp("course"))
-    result = {}
     for assignment in course.assignments():
         course.generate_release(assignment)
-        built = samples_mod.build(course, assignment, mutants=False)
+    return course
+
+
+@pytest.fixture(scope="session")
+def graded(released) -> dict[str, GradedAssignment]:
+    """All sample submissions (but the mutants) of every assignment, autograded."""
+    result = {}
+    for assignment in released.assignments():
+        built = samples_mod.build(released, assignment, mutants=False)
         for sample in built:
-            course.submit(sample.student, assignment, sample.notebook)
-        proc = course.autograde(assignment)
+            released.submit(sample.student, assignment, sample.notebook)
+        proc = released.autograde(assignment)
         result[assignment] = GradedAssignment(
-            course, assignment, built, course.grades(assignment), proc
+            released, assignment, built, released.grades(assignment), proc
         )
     return result
