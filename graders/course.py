@@ -153,6 +153,19 @@ class Course:
             cmd, cwd=self.root, env=self._env(env), capture_output=True, text=True
         )
 
+    def remove_students(self, students: list[str]) -> None:
+        """Delete these students and all their submissions from the gradebook (if present)."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        if not (self.root / "gradebook.db").exists():
+            return
+        with Gradebook(self.db_url) as gb:
+            for student in students:
+                try:
+                    gb.remove_student(student)
+                except MissingEntry:
+                    pass
+
     def grades(self, assignment: str) -> dict[str, SubmissionGrade]:
         """Per student, the auto-graded scores of ``assignment`` from the gradebook."""
         from nbgrader.api import Gradebook, MissingEntry

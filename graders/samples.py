@@ -48,6 +48,23 @@ class Sample:
     processed: bool = True  # False: nbgrader must refuse it (and grade everyone else)
 
 
+FIXED_STUDENTS = ("ref", "stub", "partial", "tamper-edit", "tamper-delete", "corrupt")
+
+
+def _mutant_student(variant: mutations.Variant) -> str:
+    return f"mut-{variant.name}".replace("_", "-")
+
+
+def student_names(assignment: str, mutants: bool = True) -> list[str]:
+    """The student ids :func:`build` uses (known before the release exists)."""
+    names = list(FIXED_STUDENTS)
+    if mutants:
+        names += [
+            _mutant_student(v) for v in mutations.load(assignment) if v.kind == "mutant" and v.demo
+        ]
+    return names
+
+
 def _settings(assignment: str) -> dict:
     path = mutations.MUTATIONS_DIR / f"{assignment}.toml"
     with path.open("rb") as fh:
@@ -94,7 +111,7 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
             downstream = _tests_after(source, v.mutation.cell) - set(v.targets)
             samples.append(
                 Sample(
-                    f"mut-{v.name}".replace("_", "-"),
+                    _mutant_student(v),
                     notebooks.solved(source, release, mutations=[v.mutation]),
                     v.why,
                     must_fail=set(v.targets),

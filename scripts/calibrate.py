@@ -33,7 +33,7 @@ SEED_LINE = "SEED = dlworkshop.seed_everything(0)"
 METRICS = {
     "01_dnn": """
 import json as _json
-_lin, _hid = fit_linear_and_hidden(circles.train.X, circles.train.y, seed=SEED)
+_lin, _hid = linear_model, hidden_model
 _h = mnist.test.X.astype(np.float64)
 for _l in range(1, len(mlp_params) // 2 + 1):
     _h = _h @ mlp_params[f"W{_l}"] + mlp_params[f"b{_l}"]

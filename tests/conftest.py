@@ -6,6 +6,7 @@ builds each fixture once.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -13,6 +14,15 @@ import pytest
 
 from graders import samples as samples_mod
 from graders.course import Course, SubmissionGrade
+
+# One share of the cores per pytest-xdist worker, for the worker and every kernel it starts
+# (kernels inherit the environment). Oversubscribed torch threads made a 20 s notebook take
+# two minutes while another worker was busy.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DLWORKSHOP_THREADS"):
+    os.environ[_var] = _THREADS
+os.environ["DLWORKSHOP_PROGRESS"] = "0"
 
 
 @dataclass

@@ -172,3 +172,40 @@ def test_check_at_most():
     msg = _message(checks.check_at_most, "loss", 2.0, 0.5, why="is the learning rate too high?")
     assert msg == "loss: got 2.0000, need at most 0.5000. is the learning rate too high?"
     assert "nan" in _message(checks.check_at_most, "loss", float("nan"), 1.0)
+
+
+class _NumpySGD:
+    """Plain SGD written independently of the course's solutions (torch's momentum=0 case)."""
+
+    def __init__(self, params, lr=0.1, scale=1.0):
+        self.params, self.lr, self.scale = params, lr, scale
+
+    def step(self, grads):
+        for k, g in grads.items():
+            self.params[k] -= self.scale * self.lr * g
+
+
+def test_check_optimizer_against_torch_accepts_a_matching_optimizer():
+    checks.check_optimizer_against_torch(_NumpySGD, torch.optim.SGD, {"lr": 0.1}, steps=4)
+
+
+def test_check_optimizer_against_torch_names_the_first_diverging_step():
+    class Doubled(_NumpySGD):
+        def __init__(self, params, lr=0.1):
+            super().__init__(params, lr, scale=2.0)
+
+    with pytest.raises(AssertionError, match=r"Doubled\(lr=0.1\): params\['W'\] after step 1"):
+        checks.check_optimizer_against_torch(Doubled, torch.optim.SGD, {"lr": 0.1})
+
+
+def test_check_optimizer_against_torch_catches_a_late_divergence():
+    class Drifts(_NumpySGD):
+        calls = 0
+
+        def step(self, grads):
+            Drifts.calls += 1
+            self.scale = 1.0 if Drifts.calls < 3 else 1.5
+            super().step(grads)
+
+    with pytest.raises(AssertionError, match="after step 3"):
+        checks.check_optimizer_against_torch(Drifts, torch.optim.SGD, {"lr": 0.1}, steps=5)

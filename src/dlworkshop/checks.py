@@ -100,3 +100,37 @@ def check_at_most(name: str, value: float, maximum: float, why: str = "") -> Non
         raise AssertionError(
             f"{name}: got {value:.4f}, need at most {maximum:.4f}" + (f". {why}" if why else "")
         )
+
+
+def check_optimizer_against_torch(
+    mine_cls: type,
+    torch_cls: type[torch.optim.Optimizer],
+    hyper: dict,
+    steps: int = 5,
+    seed: int = 0,
+) -> None:
+    """A NumPy optimizer class follows a ``torch.optim`` class step by step.
+
+    ``mine_cls(params, **hyper)`` must update the arrays of the dict ``params`` when its
+    ``step(grads)`` is called; ``torch_cls(tensors, **hyper)`` is the reference. Both see the same
+    random gradients for ``steps`` steps; parameters must agree to 1e-10 after every step.
+    """
+    label = f"{mine_cls.__name__}({', '.join(f'{k}={v}' for k, v in hyper.items())})"
+    rng = np.random.default_rng(seed)
+    params = {"W": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
+    tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    mine, ref = mine_cls(params, **hyper), torch_cls(list(tparams.values()), **hyper)
+    for step in range(1, steps + 1):
+        grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+        for k, t in tparams.items():
+            t.grad = torch.tensor(grads[k])
+        mine.step(grads)
+        ref.step()
+        for k in params:
+            check_close(
+                f"{label}: params[{k!r}] after step {step}",
+                params[k],
+                tparams[k].detach().numpy(),
+                rtol=1e-10,
+                atol=1e-12,
+            )
