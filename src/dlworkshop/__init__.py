@@ -22,7 +22,7 @@ _EXPORTS = {
     "numerical_gradient": "dlworkshop.gradcheck",
     "rel_error": "dlworkshop.gradcheck",
 }
-_SUBMODULES = {"checks", "data", "device", "gradcheck", "grading", "plot", "train"}
+_SUBMODULES = {"checks", "data", "device", "gradcheck", "grading", "introspect", "plot", "train"}
 
 __all__ = sorted(_EXPORTS)
 

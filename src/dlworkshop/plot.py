@@ -123,3 +123,35 @@ def plot_decision_boundary(
     ax.scatter(X[:, 0], X[:, 1], c=y, s=10, cmap="coolwarm", edgecolors="k", linewidths=0.2)
     ax.set(title=title, xticks=[], yticks=[], aspect="equal")
     return ax
+
+
+def plot_filters(weight, ncols: int = 8, title: str = "first-layer filters") -> Figure:
+    """The 2-D kernels of a conv layer's weight ``(F, C, kH, kW)`` (channel 0 of each)."""
+    w = weight.detach().cpu().numpy() if hasattr(weight, "detach") else np.asarray(weight)
+    n = w.shape[0]
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.1 * ncols, 1.1 * nrows), squeeze=False)
+    limit = np.abs(w[:, 0]).max() or 1.0
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(w[i, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(maps, ncols: int = 8, title: str = "feature maps") -> Figure:
+    """The channels of one image's activation ``(C, H, W)``, one panel each."""
+    m = maps.detach().cpu().numpy() if hasattr(maps, "detach") else np.asarray(maps)
+    n = m.shape[0]
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.2 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(m[i], cmap="viridis")
+            ax.set_title(str(i), fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
