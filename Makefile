@@ -41,6 +41,7 @@ release: setup
 
 calibrate: setup
 	$(PY) scripts/calibrate.py 01_dnn
+	$(PY) scripts/calibrate.py 02_cnn
 
 bench: setup
 	$(PY) scripts/bench_autograde.py
