@@ -125,33 +125,34 @@ def plot_decision_boundary(
     return ax
 
 
-def plot_filters(weight, ncols: int = 8, title: str = "first-layer filters") -> Figure:
-    """The 2-D kernels of a conv layer's weight ``(F, C, kH, kW)`` (channel 0 of each)."""
-    w = weight.detach().cpu().numpy() if hasattr(weight, "detach") else np.asarray(weight)
-    n = w.shape[0]
+def _to_numpy(array) -> np.ndarray:
+    return array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+
+
+def _panels(images: np.ndarray, ncols: int, title: str, numbered: bool, **imshow) -> Figure:
+    """One small image panel per item of ``images`` (``(n, H, W)``), in rows of ``ncols``."""
+    n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.1 * ncols, 1.1 * nrows), squeeze=False)
-    limit = np.abs(w[:, 0]).max() or 1.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.15 * ncols, 1.15 * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(w[i, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.imshow(images[i], **imshow)
+            if numbered:
+                ax.set_title(str(i), fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_filters(weight, ncols: int = 8, title: str = "first-layer filters") -> Figure:
+    """The 2-D kernels of a conv layer's weight ``(F, C, kH, kW)`` (channel 0 of each), on a
+    symmetric red-blue scale (red: positive weights)."""
+    kernels = _to_numpy(weight)[:, 0]
+    limit = float(np.abs(kernels).max()) or 1.0
+    return _panels(kernels, ncols, title, False, cmap="RdBu_r", vmin=-limit, vmax=limit)
 
 
 def plot_feature_maps(maps, ncols: int = 8, title: str = "feature maps") -> Figure:
-    """The channels of one image's activation ``(C, H, W)``, one panel each."""
-    m = maps.detach().cpu().numpy() if hasattr(maps, "detach") else np.asarray(maps)
-    n = m.shape[0]
-    nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.2 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(m[i], cmap="viridis")
-            ax.set_title(str(i), fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    """The channels of one image's activation ``(C, H, W)``, one numbered panel each."""
+    return _panels(_to_numpy(maps), ncols, title, True, cmap="viridis")
