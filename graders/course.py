@@ -103,9 +103,13 @@ class Course:
         return {**os.environ, "PATH": f"{bindir}{os.pathsep}{path}", **(extra or {})}
 
     def nbgrader(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float | None = None
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
     ) -> subprocess.CompletedProcess:
-        """Run ``nbgrader ARGS`` in the course root; raise NbgraderError if it fails."""
+        """Run ``nbgrader ARGS`` in the course root; raise NbgraderError if it fails (``check``)."""
         cmd = [sys.executable, "-m", "nbgrader", *args]
         proc = subprocess.run(
             cmd,
@@ -115,7 +119,7 @@ class Course:
             text=True,
             timeout=timeout,
         )
-        if proc.returncode != 0:
+        if check and proc.returncode != 0:
             raise NbgraderError(
                 f"`nbgrader {' '.join(args)}` exited {proc.returncode}:\n"
                 f"{proc.stdout}\n{proc.stderr}"
@@ -148,10 +152,7 @@ class Course:
         args = ["autograde", assignment, "--force"]
         if student:
             args.append(f"--student={student}")
-        cmd = [sys.executable, "-m", "nbgrader", *args]
-        return subprocess.run(
-            cmd, cwd=self.root, env=self._env(env), capture_output=True, text=True
-        )
+        return self.nbgrader(*args, env=env, check=False)
 
     def remove_students(self, students: list[str]) -> None:
         """Delete these students and all their submissions from the gradebook (if present)."""

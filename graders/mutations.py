@@ -51,13 +51,23 @@ def _variant(kind: str, entry: dict) -> Variant:
     )
 
 
-def load(assignment: str, directory: Path = MUTATIONS_DIR) -> list[Variant]:
-    """All mutants and alternatives of ``assignment`` (empty if it has no file)."""
+def _read(assignment: str, directory: Path) -> dict:
     path = directory / f"{assignment}.toml"
     if not path.exists():
-        return []
+        return {}
     with path.open("rb") as fh:
-        data = tomllib.load(fh)
+        return tomllib.load(fh)
+
+
+def sample_settings(assignment: str, directory: Path = MUTATIONS_DIR) -> dict:
+    """The ``[samples]`` table: how graders/samples.py derives sample submissions."""
+    return _read(assignment, directory).get("samples", {})
+
+
+def load(assignment: str, directory: Path = MUTATIONS_DIR) -> list[Variant]:
+    """All mutants and alternatives of ``assignment`` (empty if it has no file)."""
+    data = _read(assignment, directory)
+    path = directory / f"{assignment}.toml"
     variants = [_variant("mutant", e) for e in data.get("mutant", [])]
     variants += [_variant("alternative", e) for e in data.get("alternative", [])]
     names = [v.name for v in variants]

@@ -146,7 +146,8 @@ class CellOutcome:
     error: str = ""
 
 
-def _cell_error(cell: NotebookNode) -> str:
+def cell_error(cell: NotebookNode) -> str:
+    """``"Name: message"`` of the error a cell raised when run, or ``""``."""
     for out in cell.get("outputs", []):
         if out.output_type == "error":
             return f"{out.ename}: {out.evalue}"
@@ -179,7 +180,7 @@ def run(
     client.execute(env={**os.environ, **(env or {})})
     outcomes = {}
     for cell in test_cells(nb):
-        error = _cell_error(cell) or _harmful_stderr(cell)
+        error = cell_error(cell) or _harmful_stderr(cell)
         outcomes[grade_id(cell)] = CellOutcome(grade_id(cell), points(cell), not error, error)
     return nb, outcomes
 

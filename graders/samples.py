@@ -22,18 +22,12 @@ student              what it is
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import dataclass, field
 
 from nbformat import NotebookNode
 
 from graders import mutations, notebooks
 from graders.course import Course
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass
@@ -65,12 +59,6 @@ def student_names(assignment: str, mutants: bool = True) -> list[str]:
     return names
 
 
-def _settings(assignment: str) -> dict:
-    path = mutations.MUTATIONS_DIR / f"{assignment}.toml"
-    with path.open("rb") as fh:
-        return tomllib.load(fh).get("samples", {})
-
-
 def _tests_after(nb: NotebookNode, gid: str) -> set[str]:
     start = notebooks.cell_index(nb, gid)
     return {notebooks.grade_id(c) for c in nb.cells[start:] if notebooks.is_test(c)}
@@ -85,7 +73,7 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
     source = notebooks.read(course.source_path(assignment))
     release = notebooks.read(course.release_path(assignment))
     all_tests = {notebooks.grade_id(c) for c in notebooks.test_cells(source)}
-    settings = _settings(assignment)
+    settings = mutations.sample_settings(assignment)
     variants = {v.name: v for v in mutations.load(assignment)}
 
     samples = [

@@ -74,9 +74,7 @@ def main() -> None:
     for name in names:
         r = bench(name, args.repeats, env)
         budget = BUDGET_S.get(name, "-")
-        print(
-            f"| {name} | {r['ref_mean']:.1f} | {r['ref_max']:.1f} | {r['stub']:.1f} | {budget} |"
-        )
+        print(f"| {name} | {r['ref_mean']:.1f} | {r['ref_max']:.1f} | {r['stub']:.1f} | {budget} |")
 
 
 if __name__ == "__main__":

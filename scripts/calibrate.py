@@ -79,7 +79,7 @@ def run_seed(assignment: str, seed: int) -> tuple[dict[str, float], list[str], f
     )
     lines = [ln for ln in text.splitlines() if ln.startswith("CALIBRATION ")]
     if not lines:
-        errors = [notebooks._cell_error(c) for c in executed.cells if notebooks._cell_error(c)]
+        errors = [notebooks.cell_error(c) for c in executed.cells if notebooks.cell_error(c)]
         raise RuntimeError(f"seed {seed}: no metrics printed; errors: {errors[:3]}")
     metrics = json.loads(lines[-1].removeprefix("CALIBRATION "))
     failed = [g for g, o in outcomes.items() if not o.passed]
