@@ -54,10 +54,15 @@ class SubmissionGrade:
 
 
 class Course:
-    """The course rooted at ``root`` (where ``nbgrader_config.py`` lives)."""
+    """The course rooted at ``root`` (where ``nbgrader_config.py`` lives).
 
-    def __init__(self, root: str | Path = REPO_ROOT) -> None:
+    ``db_url`` is its gradebook (any SQLAlchemy URL nbgrader accepts, e.g. PostgreSQL); every
+    nbgrader command run through :meth:`nbgrader` uses it. Default: ``<root>/gradebook.db``.
+    """
+
+    def __init__(self, root: str | Path = REPO_ROOT, db_url: str | None = None) -> None:
         self.root = Path(root).resolve()
+        self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
 
     # ----------------------------------------------------------------- layout
     def assignments(self) -> list[str]:
@@ -76,10 +81,6 @@ class Course:
 
     def autograded_path(self, student: str, assignment: str) -> Path:
         return self.root / "autograded" / student / assignment / f"{assignment}.ipynb"
-
-    @property
-    def db_url(self) -> str:
-        return f"sqlite:///{self.root / 'gradebook.db'}"
 
     @classmethod
     def scratch(cls, dest: str | Path, origin: str | Path = REPO_ROOT) -> Course:
@@ -110,7 +111,7 @@ class Course:
         check: bool = True,
     ) -> subprocess.CompletedProcess:
         """Run ``nbgrader ARGS`` in the course root; raise NbgraderError if it fails (``check``)."""
-        cmd = [sys.executable, "-m", "nbgrader", *args]
+        cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={self.db_url}"]
         proc = subprocess.run(
             cmd,
             cwd=self.root,
@@ -158,7 +159,8 @@ class Course:
         """Delete these students and all their submissions from the gradebook (if present)."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        if not (self.root / "gradebook.db").exists():
+        sqlite_file = self.db_url.removeprefix("sqlite:///")
+        if sqlite_file != self.db_url and not Path(sqlite_file).exists():
             return
         with Gradebook(self.db_url) as gb:
             for student in students:
