@@ -27,6 +27,11 @@ def cmd_release(args: argparse.Namespace) -> int:
     for assignment in _assignments(course, args.assignment):
         path = course.generate_release(assignment)
         print(f"released {assignment}: {path.relative_to(course.root)}")
+        if getattr(args, "zip", False):
+            from graders.export import zip_release
+
+            out = zip_release(course, assignment)
+            print(f"student zip of {assignment}: {out.relative_to(course.root)}")
     return 0
 
 
@@ -52,6 +57,76 @@ def cmd_grades(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     course.nbgrader("export", f"--to={out}")
     print(f"gradebook written to {out}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Import submissions from a folder or a Moodle/Canvas zip into submitted/ (see
+    graders/collect.py for the layouts, student ids and the duplicate rule); exit 1 if any file
+    was refused."""
+    from graders import collect as collect_mod
+
+    course = Course(args.root)
+    known = course.assignments()
+    only = _assignments(course, args.assignment)[0] if args.assignment else None
+    ids = collect_mod.course_grade_ids({a: course.source_path(a) for a in known})
+    try:
+        report = collect_mod.collect(
+            Path(args.source), course.root / "submitted", known, ids, only=only
+        )
+    except collect_mod.CollectError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(report.table())
+    return report.exit_code
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """Write feedback/<student>/<a>/<a>.html for autograded students: pass/fail, points and
+    error message per test cell, never the hidden tests' source."""
+    from graders import feedback as feedback_mod
+
+    course = Course(args.root)
+    status = 0
+    for assignment in _assignments(course, args.assignment):
+        grades = course.grades(assignment)
+        students = feedback_mod.graded_students(course, assignment)
+        if args.student:
+            students = [s for s in students if s == args.student]
+        if not students:
+            print(f"{assignment}: no autograded submissions" + (f" of {args.student}"
+                  if args.student else ""))
+            status = status or (1 if args.student else 0)
+        for student in students:
+            if student not in grades:
+                print(f"{assignment}  {student}: not in the gradebook, no feedback",
+                      file=sys.stderr)
+                status = 1
+                continue
+            fb = feedback_mod.write_feedback(course, assignment, student, grades[student])
+            print(f"{assignment}  {student:<20} {fb.score:5.1f} / {fb.max_score:<5.1f}"
+                  f"  {fb.path.relative_to(course.root)}")
+    return status
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the gradebook as CSV (one row per student x assignment, total and per-cell scores)
+    plus reports/score_distribution.png and reports/cell_failures.csv."""
+    from graders import export as export_mod
+
+    course = Course(args.root, db_url=args.db_url)
+    chosen = [args.assignment] if args.assignment else None
+    rows = export_mod.read_gradebook(course.db_url, chosen, course=course)
+    if args.assignment and not rows:
+        raise SystemExit(f"error: assignment {args.assignment!r} is not in the gradebook")
+    reports = course.root / "reports"
+    csv_path = Path(args.csv).resolve() if args.csv else reports / "gradebook.csv"
+    export_mod.write_csv(rows, csv_path)
+    failures = export_mod.cell_failures(rows)
+    fail_path = export_mod.write_failures_csv(failures, reports / "cell_failures.csv")
+    png = export_mod.plot_distribution(rows, reports / "score_distribution.png")
+    print(export_mod.format_failures(failures))
+    for what, path in (("gradebook", csv_path), ("failure shares", fail_path), ("plot", png)):
+        print(f"{what}: {path}")
     return 0
 
 
@@ -141,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         ("autograde", cmd_autograde),
         ("grades", cmd_grades),
         ("demo", cmd_demo),
+        ("feedback", cmd_feedback),
+        ("export", cmd_export),
     ):
         p = verbs.add_parser(name, help=func.__doc__, description=func.__doc__)
         p.add_argument("assignment", nargs="?", help="one assignment (default: all)")
@@ -149,6 +226,18 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--student", help="only this student")
         if name == "grades":
             p.add_argument("--csv", default="reports/grades.csv", help="where to write the CSV")
+        if name == "release":
+            p.add_argument("--zip", action="store_true",
+                           help="also write reports/release/<a>.zip for students")
+        if name == "feedback":
+            p.add_argument("--student", help="only this student")
+        if name == "export":
+            p.add_argument("--csv", help="where to write the CSV (default: reports/gradebook.csv)")
+            p.add_argument("--db-url", help="gradebook URL (default: sqlite:///<root>/gradebook.db)")
+    p = verbs.add_parser("collect", help=cmd_collect.__doc__, description=cmd_collect.__doc__)
+    p.add_argument("source", help="a folder or a .zip export of a learning platform")
+    p.add_argument("--assignment", help="collect only this assignment's notebooks")
+    p.set_defaults(func=cmd_collect)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -36,6 +36,7 @@ Nothing is ever written outside ``submitted/`` (member names of a zip are never 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -211,20 +212,26 @@ def _place(entry: Entry, assignments: Sequence[str]) -> Candidate | Outcome:
 def match_name(filename: str, assignments: Sequence[str]) -> str | None:
     """The assignment a notebook's file name means (copy marks dropped), or None."""
     stem = filename[: -len(".ipynb")] if filename.lower().endswith(".ipynb") else filename
-    stem = stem.strip()
+    stems = [re.sub(r"\s+", "_", stem.strip().lower())]
     changed = True
-    while changed:
+    while changed:  # strip copy marks one by one; an assignment may itself end in one
         changed = False
         for mark in COPY_MARKS:
             new = mark.sub("", stem).strip()
-            changed |= new != stem
-            stem = new
-    stem = re.sub(r"\s+", "_", stem.lower())
-    exact = [a for a in assignments if a.lower() == stem]
-    if exact:
-        return exact[0]
-    inside = [a for a in assignments if a.lower() in stem]
-    return inside[0] if len(inside) == 1 else None
+            if new != stem:
+                stem, changed = new, True
+                stems.append(re.sub(r"\s+", "_", stem.lower()))
+    for candidate in stems:
+        exact = [a for a in assignments if a.lower() == candidate]
+        if exact:
+            return exact[0]
+    for candidate in stems:
+        inside = [a for a in assignments if a.lower() in candidate]
+        if len(inside) == 1:
+            return inside[0]
+        if inside:
+            return None
+    return None
 
 
 def _grade_ids(nb: nbformat.NotebookNode) -> set[str]:
@@ -248,13 +255,15 @@ def parse_notebook(data: bytes) -> tuple[nbformat.NotebookNode | None, str]:
     except UnicodeDecodeError:
         return None, "not UTF-8 text: not a notebook"
     try:
+        json.loads(text)
+    except ValueError as err:
+        return None, f"corrupt JSON ({err})"
+    try:  # nbformat raises ValidationError, or TypeError/KeyError on odd structures
         nb = nbformat.reads(text, as_version=4)
-    except Exception as err:  # nbformat raises NotJSONError, ValueError, KeyError, ...
-        return None, f"corrupt notebook ({type(err).__name__}: {str(err).splitlines()[0][:80]})"
-    try:
         nbformat.validate(nb)
-    except nbformat.ValidationError as err:
-        return None, f"not a valid notebook ({str(err.message)[:80]})"
+    except Exception as err:
+        first = (str(getattr(err, "message", "")) or str(err)).splitlines()[0][:80]
+        return None, f"not a valid notebook ({type(err).__name__}: {first})"
     return nb, ""
 
 
