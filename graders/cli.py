@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from graders import gradebook_sync, parallel
 from graders import samples as samples_mod
-from graders.course import Course, NbgraderError, SubmissionGrade
+from graders.course import Course, NbgraderError
 
 
 def _assignments(course: Course, chosen: str | None) -> list[str]:
@@ -36,16 +37,23 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    """Autograde the submissions in submitted/ with nbgrader and print the scores."""
-    course = Course(args.root)
-    status = 0
-    for assignment in _assignments(course, args.assignment):
-        proc = course.autograde(assignment, student=args.student)
-        if proc.returncode != 0:
-            status = 1
-            print(_failures(proc.stdout + proc.stderr), file=sys.stderr)
-        _print_table(course.grades(assignment).values())
-    return status
+    """Autograde submitted/ in parallel: each notebook by the real `nbgrader autograde` in a
+    private scratch course (kernels sandboxed when bubblewrap works), merged into the gradebook
+    by this process alone. Prints one line per submission (graded / timed out / crashed /
+    missing / refused, with the reason); exits 0 only if every submission was graded."""
+    course = Course(args.root, db_url=args.db_url)
+    try:
+        shard = gradebook_sync.parse_shard(args.shard) if args.shard else None
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    settings = parallel.settings_from_args(args)
+    students = [args.student] if args.student else None
+    jobs = parallel.select_jobs(course, _assignments(course, args.assignment), students, shard)
+    if not jobs:
+        print("nothing to grade: no student folders in submitted/ (or in this shard)")
+        return 0
+    results = parallel.grade_and_report(course, jobs, settings)
+    return 0 if all(r.graded for r in results) else 1
 
 
 def cmd_grades(args: argparse.Namespace) -> int:
@@ -115,7 +123,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     course = Course(args.root, db_url=args.db_url)
     chosen = [args.assignment] if args.assignment else None
-    rows = export_mod.read_gradebook(course.db_url, chosen, course=course)
+    try:
+        rows = export_mod.read_gradebook(course.db_url, chosen, course=course)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
     if args.assignment and not rows:
         raise SystemExit(f"error: assignment {args.assignment!r} is not in the gradebook")
     reports = course.root / "reports"
@@ -130,29 +141,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_CELL_TIMEOUT = 60  # s: the longest real cell takes about 15 s; endless stops sooner
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Release every assignment, autograde freshly derived sample submissions, print grades."""
+    """Release every assignment, autograde freshly derived sample submissions (adversarial ones
+    included) with the parallel grader, print the table and check each got what it deserves."""
     course = Course(args.root)
+    sandboxed = parallel.plan_sandbox(True).active
     ok = True
     for assignment in _assignments(course, args.assignment):
         start = time.perf_counter()
         # Earlier demo students block regenerating a changed notebook (nbgrader refuses to
         # change cells that have submissions): remove them; real students are left alone.
-        course.remove_students(samples_mod.student_names(assignment))
+        course.remove_students(
+            samples_mod.student_names(assignment) + list(samples_mod.ADVERSARIAL_STUDENTS)
+        )
         course.generate_release(assignment)
         built = samples_mod.build(course, assignment)
+        # `escape` really writes outside its folder when unsandboxed: only run it sandboxed
+        built += samples_mod.adversarial(course, assignment, escape=sandboxed)
         for student_dir in (course.root / "submitted").glob("*"):
             if (student_dir / assignment).is_dir():
                 shutil.rmtree(student_dir / assignment)
         for sample in built:
             course.submit(sample.student, assignment, sample.notebook)
-        print(f"\n== {assignment}: autograding {len(built)} sample submissions with nbgrader ...")
-        course.autograde(assignment)
-        grades = course.grades(assignment)
-        refused = {
-            s.student for s in built if not course.autograded_path(s.student, assignment).exists()
-        }
-        ok &= _print_demo(built, grades, refused)
+        print(f"\n== {assignment}: autograding {len(built)} sample submissions in parallel ...")
+        jobs = [parallel.Job(assignment, s.student) for s in built]
+        settings = parallel.Settings(cell_timeout=DEMO_CELL_TIMEOUT)
+        results = parallel.grade_and_report(course, jobs, settings)
+        ok &= _print_demo(built, results)
         print(f"({time.perf_counter() - start:.0f} s)")
     out = course.root / "reports" / "grades.csv"
     out.parent.mkdir(exist_ok=True)
@@ -177,30 +195,20 @@ def _print_table(subs) -> None:
         print(f"{s.student:<{width}}  {s.score:5.1f} / {s.max_score:<5.1f}  lost: {failed}")
 
 
-def _print_demo(built, grades: dict[str, SubmissionGrade], refused: set[str]) -> bool:
+def _print_demo(built: list[samples_mod.Sample], results: list[parallel.Result]) -> bool:
+    """Whether each sample got the status (and, if graded, the lost test cells) it deserves."""
+    by_student = {r.student: r for r in results}
     width = max(len(s.student) for s in built)
     all_ok = True
     for sample in built:
-        sub = grades.get(sample.student)
-        if not sample.processed or sample.student in refused:
-            expected = not sample.processed and sample.student in refused
-            verdict = "[ok]  refused by nbgrader (scores 0)" if expected else "[UNEXPECTED] refused"
-            all_ok &= expected
-            print(f"  {sample.student:<{width}}  {'-':>13}  {verdict}: {sample.description}")
-            continue
-        if sub is None:
-            all_ok = False
-            print(f"  {sample.student:<{width}}  NOT GRADED")
-            continue
-        failed = set(sub.failed())
-        ok = sample.must_fail <= failed and not (failed - sample.must_fail - sample.may_fail)
+        result = by_student[sample.student]
+        ok = result.status == sample.status
+        if ok and result.graded:
+            failed = set(result.failed)
+            ok = sample.must_fail <= failed and not (failed - sample.must_fail - sample.may_fail)
         all_ok &= ok
         mark = "ok" if ok else "UNEXPECTED"
-        lost = ", ".join(sorted(failed)) if len(failed) < 5 else f"{len(failed)} test cells"
-        print(
-            f"  {sample.student:<{width}}  {sub.score:5.1f} / {sub.max_score:<5.1f}  [{mark}]"
-            f"  {sample.description}; lost: {lost or '-'}"
-        )
+        print(f"  [{mark}] {sample.student:<{width}}  {result.status}: {sample.description}")
     return all_ok
 
 
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("assignment", nargs="?", help="one assignment (default: all)")
         p.set_defaults(func=func)
         if name == "autograde":
-            p.add_argument("--student", help="only this student")
+            parallel.add_arguments(p)
         if name == "grades":
             p.add_argument("--csv", default="reports/grades.csv", help="where to write the CSV")
         if name == "release":

@@ -102,6 +102,9 @@ def read_gradebook(
     """
     from nbgrader.api import Gradebook, MissingEntry
 
+    sqlite_file = db_url.removeprefix("sqlite:///")
+    if sqlite_file != db_url and not Path(sqlite_file).is_file():
+        raise FileNotFoundError(f"no gradebook at {sqlite_file}")  # nbgrader would create one
     rows = []
     with Gradebook(db_url) as gb:
         known = [a.name for a in gb.assignments]
@@ -215,15 +218,17 @@ def format_failures(failures: Sequence[CellFailure]) -> str:
 
 
 def score_histogram(rows: Sequence[GradeRow], assignment: str) -> tuple[list[int], list[float]]:
-    """Counts and bin edges of the submitted total scores of ``assignment``: one bin per point
-    from 0 to the maximum (at most 20 bins; the last bin includes the maximum)."""
+    """Counts and bin edges of the submitted total scores of ``assignment``: one bin per whole
+    point (centred on it) up to 20 points, else 20 equal bins from 0 to the maximum."""
     import numpy as np
 
     rows = [r for r in rows if r.assignment == assignment]
-    top = max((r.max_score for r in rows), default=0.0) or 1.0
-    nbins = min(20, max(1, math.ceil(top)))
-    counts, edges = np.histogram([r.score for r in rows if r.submitted], bins=nbins,
-                                 range=(0.0, top))
+    top = max((r.max_score for r in rows), default=0.0)
+    if top <= 20:
+        edges = np.arange(-0.5, math.floor(top) + 1.0, 1.0)
+    else:
+        edges = np.linspace(0.0, top, 21)
+    counts, edges = np.histogram([r.score for r in rows if r.submitted], bins=edges)
     return [int(c) for c in counts], [float(e) for e in edges]
 
 
