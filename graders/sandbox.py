@@ -1,0 +1,500 @@
+"""Run grading kernels in a bubblewrap (``bwrap``) sandbox.
+
+A student's notebook is untrusted code. :class:`SandboxKernelManager` starts each Jupyter kernel
+that ``nbgrader autograde`` runs inside ``bwrap`` with these properties:
+
+What the kernel sees
+    * The host's file system read-only (``--ro-bind / /``), a fresh ``/dev`` (no host devices but
+      ``/dev/nvidia*``, see below) and a ``/proc`` of its own PID namespace.
+    * **Hidden** (an empty tmpfs over them): every folder in ``GRADERS_SANDBOX_HIDE`` (the
+      caller passes the course root, the repository root and the scratch course) plus, always,
+      the repository root of this package and the host ``$HOME``. So ``gradebook.db`` (which
+      holds the hidden tests), ``source/``, other students' submissions and the grader's
+      credentials cannot be read.
+    * **Read-only again** inside a hidden folder: the Python installation (``sys.prefix``,
+      ``sys.base_prefix``, the interpreter's folder), the folders of editable installs (the
+      ``.pth`` paths or setuptools editable-finder mappings, i.e. ``src/`` for ``dlworkshop``)
+      and every folder in ``GRADERS_SANDBOX_READONLY``. They are mounted after the tmpfs that
+      hides their parent, so they reappear at the same paths.
+    * **Writable**: only the kernel's working folder (nbgrader passes the notebook's autograded
+      folder as the kernel's ``cwd``), a private tmpfs ``/tmp`` (``$HOME`` is ``/tmp/home``,
+      with ``IPYTHONDIR`` and ``MPLCONFIGDIR`` in it) and a private ``/dev/shm``. Writes
+      anywhere else fail (read-only file system) or land in a tmpfs that vanishes with the kernel.
+    * No network: a new network namespace holds only a down loopback, so neither the host's
+      127.0.0.1 nor the outside world (DNS included) can be reached. The kernel talks to the
+      grader over Jupyter's ``ipc`` transport: unix sockets in a private folder bound writable.
+    * Own PID, IPC and UTS namespaces, a new session (no terminal injection), killed with its
+      parent (``--die-with-parent``), all capabilities dropped, ``no_new_privs`` set.
+
+Limits (:class:`Limits`; environment variable, default)
+    * ``memory_mb`` (``GRADERS_SANDBOX_MEMORY_MB``, 8192): the kernel's address space
+      (``RLIMIT_AS``), so a memory bomb gets ``MemoryError`` (or the kernel dies) long before
+      the host suffers. **GPU rule:** when ``/dev/nvidia*`` devices exist they are bound into
+      the sandbox (CUDA needs them) and the limit becomes ``RLIMIT_DATA`` instead, because the
+      CUDA driver reserves tens of GiB of virtual address space that ``RLIMIT_AS`` would refuse.
+    * ``max_processes`` (``GRADERS_SANDBOX_MAX_PROCESSES``, 256): ``RLIMIT_NPROC``, which the
+      kernel counts per *user* and does not apply to root. When grading as root the kernel
+      therefore runs as its own unused uid (``1_000_000_000 + 16 * grader pid + n``, via
+      ``setpriv``), so the count covers exactly this kernel's processes: a fork bomb is bounded
+      and cannot starve another student's kernel. The working folder is handed to that uid while
+      the kernel runs and given back to its owner afterwards. As a normal user the limit is
+      added to the processes that user already runs (the count is that user's, system-wide).
+    * ``file_size_mb`` (``GRADERS_SANDBOX_FILE_SIZE_MB``, 1024): ``RLIMIT_FSIZE``, the largest
+      file the kernel may write.
+    * ``tmp_mb`` (``GRADERS_SANDBOX_TMP_MB``, 1024): size of each of the tmpfs ``/tmp`` and
+      ``/dev/shm`` (they live in the host's memory).
+    Core dumps are off.
+
+Using it with nbgrader
+    nbgrader's ``Execute`` preprocessor passes ``kernel_manager_class`` to nbclient as a
+    keyword argument, which beats configuration: ``--Execute.kernel_manager_class=...`` is
+    silently ignored (measured with nbgrader 0.9.6). :class:`SandboxExecute` is ``Execute``
+    with this manager; :func:`sandbox_settings` returns the command-line arguments that put it
+    in ``Autograde.autograde_preprocessors`` and the environment that configures it (and puts
+    this package on ``PYTHONPATH`` for nbgrader; the kernel does not get that entry).
+
+If ``bwrap`` is missing or cannot create namespaces here, :func:`sandbox_status` says why, and
+the manager refuses to start a kernel (it never falls back to running one unsandboxed); callers
+check the status first and warn loudly when they grade without the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import glob
+import itertools
+import os
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from nbgrader.preprocessors import Execute
+from traitlets import default
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_HIDE = "GRADERS_SANDBOX_HIDE"
+ENV_READONLY = "GRADERS_SANDBOX_READONLY"
+ENV_PREFIX = "GRADERS_SANDBOX_"
+SANDBOX_HOME = "/tmp/home"
+UID_BASE = 1_000_000_000
+_uid_counter = itertools.count()
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot run here; the message says why."""
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """Whether kernels can be sandboxed on this machine, and why not."""
+
+    available: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed kernel (see the module docstring)."""
+
+    memory_mb: int = 8192
+    max_processes: int = 256
+    file_size_mb: int = 1024
+    tmp_mb: int = 1024
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that carry these limits to the kernel manager."""
+        return {f"{ENV_PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> Limits:
+        """Limits from ``GRADERS_SANDBOX_*`` variables; defaults for the missing ones."""
+        values = {}
+        for f in fields(cls):
+            name = f"{ENV_PREFIX}{f.name.upper()}"
+            if env.get(name):
+                try:
+                    values[f.name] = int(env[name])
+                except ValueError:
+                    raise ValueError(f"{name} must be a whole number, not {env[name]!r}") from None
+        return cls(**values)
+
+
+# ------------------------------------------------------------------------------ availability
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _required_tools() -> list[str]:
+    return ["bwrap", "prlimit", "setpriv"] if _is_root() else ["bwrap", "prlimit"]
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_status() -> SandboxStatus:
+    """Try a trivial sandbox (``bwrap ... true``) with the options kernels get."""
+    missing = [tool for tool in _required_tools() if shutil.which(tool) is None]
+    if missing:
+        return SandboxStatus(False, f"not installed: {', '.join(missing)} (Debian: bubblewrap)")
+    uid = _kernel_uid() if _is_root() else None
+    with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as work:
+        if uid is not None:
+            os.chown(work, uid, uid)
+        cmd = bwrap_command(["true"], cwd=Path(work), run_dir=Path(work), hide=[], readonly=[],
+                            limits=Limits(), uid=uid)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return SandboxStatus(False, f"bwrap did not run: {err}")
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
+        return SandboxStatus(False, f"bwrap failed: {lines[-1]}")
+    return SandboxStatus(True, f"bwrap works ({shutil.which('bwrap')})")
+
+
+# ------------------------------------------------------------------------------ what to mount
+def _existing(paths: Iterable[Path | str]) -> list[Path]:
+    """Absolute, resolved, existing, de-duplicated paths, shallowest first."""
+    found = {Path(p).resolve() for p in paths if str(p) and Path(p).exists()}
+    return sorted(found, key=lambda p: (len(p.parts), str(p)))
+
+
+def _editable_paths() -> list[Path]:
+    """Folders that editable installs put on ``sys.path`` (``.pth`` lines, editable finders)."""
+    paths: list[Path] = []
+    for sitedir in {*site.getsitepackages(), site.getusersitepackages()}:
+        for pth in glob.glob(os.path.join(sitedir, "*.pth")):
+            for line in Path(pth).read_text(errors="replace").splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "import")) and os.path.isdir(line):
+                    paths.append(Path(line))
+        for finder in glob.glob(os.path.join(sitedir, "__editable___*_finder.py")):
+            paths.extend(_finder_mapping(Path(finder)))
+    return paths
+
+
+def _finder_mapping(finder: Path) -> list[Path]:
+    """The package folders listed in a setuptools editable finder's ``MAPPING``."""
+    tree = ast.parse(finder.read_text(errors="replace"))
+    for node in ast.walk(tree):
+        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+        if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:
+            try:
+                mapping = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            return [Path(p) for p in mapping.values()]
+    return []
+
+
+def python_paths() -> list[Path]:
+    """What the kernel needs to run this Python: its installation and editable installs."""
+    exe_dir = Path(os.path.realpath(sys.executable)).parent
+    return _existing([sys.prefix, sys.base_prefix, exe_dir, *_editable_paths()])
+
+
+def default_hidden() -> list[Path]:
+    """Folders always hidden: this repository and the host ``$HOME``."""
+    home = Path.home()
+    return _existing([REPO_ROOT] + ([home] if home != Path("/") else []))
+
+
+def gpu_devices() -> list[Path]:
+    """NVIDIA device nodes (``/dev/nvidia0``, ``/dev/nvidiactl``, ``/dev/nvidia-uvm``, ...)."""
+    return [Path(p) for p in sorted(glob.glob("/dev/nvidia*"))]
+
+
+# ------------------------------------------------------------------------------ the command
+def _kernel_uid() -> int:
+    """An unused uid for one kernel: unique per grader process and kernel (see the docstring)."""
+    return UID_BASE + 16 * os.getpid() + next(_uid_counter) % 16
+
+
+def _user_process_count() -> int:
+    """How many processes this (non-root) user already runs, system-wide."""
+    uid, count = os.getuid(), 0
+    for status in glob.glob("/proc/[0-9]*/status"):
+        try:
+            text = Path(status).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Uid:"):
+                count += int(line.split()[1]) == uid
+                break
+    return count
+
+
+def limit_command(limits: Limits, uid: int | None, gpu: bool) -> list[str]:
+    """``prlimit`` (and, for root, ``setpriv`` to the kernel's own uid) before the kernel."""
+    memory = f"--{'data' if gpu else 'as'}={limits.memory_mb * 2**20}"
+    nproc = limits.max_processes if uid is not None else (
+        limits.max_processes + _user_process_count())
+    cmd = ["prlimit", memory, f"--nproc={nproc}", f"--fsize={limits.file_size_mb * 2**20}",
+           "--core=0", "--"]
+    if uid is not None:
+        cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
+    return cmd
+
+
+def _environment_args(kernel_env: dict[str, str]) -> list[str]:
+    """bwrap options that give the kernel a private HOME and drop the grader's settings."""
+    home = SANDBOX_HOME
+    settings = {
+        "HOME": home, "TMPDIR": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox",
+        "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
+        "XDG_DATA_HOME": f"{home}/.local/share", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
+        "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.local/share/jupyter/runtime",
+    }
+    args: list[str] = []
+    for name, value in settings.items():
+        args += ["--setenv", name, value]
+    # ipykernel's parent poller would see PID 1 in the new PID namespace and exit.
+    drop = ["JPY_PARENT_PID"] + [n for n in kernel_env if n.startswith(ENV_PREFIX)]
+    for name in drop:
+        args += ["--unsetenv", name]
+    pythonpath = [p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep)
+                  if p and Path(p).resolve() != REPO_ROOT]
+    if pythonpath:
+        args += ["--setenv", "PYTHONPATH", os.pathsep.join(pythonpath)]
+    else:
+        args += ["--unsetenv", "PYTHONPATH"]
+    return args
+
+
+def bwrap_command(
+    kernel_cmd: list[str],
+    *,
+    cwd: Path,
+    run_dir: Path,
+    hide: Iterable[Path],
+    readonly: Iterable[Path],
+    limits: Limits,
+    uid: int | None,
+    kernel_env: dict[str, str] | None = None,
+) -> list[str]:
+    """The full command line that runs ``kernel_cmd`` sandboxed (see the module docstring).
+
+    Mount order matters: hidden folders (tmpfs) first, then read-only re-binds inside them,
+    then the writable folders.
+    """
+    devices = gpu_devices()
+    tmp_size = str(limits.tmp_mb * 2**20)
+    cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
+           "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+           "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--size", tmp_size, "--perms", "1777", "--tmpfs", "/tmp",
+           "--perms", "1777", "--dir", SANDBOX_HOME,
+           "--size", tmp_size, "--perms", "1777", "--tmpfs", "/dev/shm"]
+    hidden = _existing([*default_hidden(), *hide])
+    shown = _existing([*python_paths(), *readonly])
+    writable = _existing([run_dir, cwd])
+    if uid is not None:
+        hidden = _existing([*hidden, *_closed_ancestors([*shown, *writable], hidden)])
+    for path in hidden:
+        cmd += ["--tmpfs", str(path)]
+    tmpfs_roots = [Path("/tmp"), Path("/dev/shm"), *hidden]
+    for path in shown:
+        cmd += [*_mount_point_args(path, tmpfs_roots), "--ro-bind", str(path), str(path)]
+    for device in devices:
+        cmd += ["--dev-bind", str(device), str(device)]
+    for path in writable:
+        cmd += [*_mount_point_args(path, tmpfs_roots), "--bind", str(path), str(path)]
+    # bwrap changes folder after dropping capabilities, when root may no longer enter a folder
+    # handed to the kernel's uid; `env --chdir` does it as that uid, at the end.
+    cmd += ["--chdir", "/", "--cap-drop", "ALL"]
+    if uid is not None:
+        cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+    cmd += _environment_args(dict(os.environ if kernel_env is None else kernel_env))
+    return [*cmd, "--", *limit_command(limits, uid, gpu=bool(devices)),
+            "env", f"--chdir={Path(cwd).resolve()}", "--", *kernel_cmd]
+
+
+def _closed_ancestors(paths: list[Path], hidden: list[Path]) -> list[Path]:
+    """Folders above ``paths`` that other users may not pass through (no ``o+x``).
+
+    A kernel under its own uid could not reach its working folder or Python through them, so
+    they are hidden too (a tmpfs whose path to the mounts inside is open): nothing in them was
+    readable by that uid anyway.
+    """
+    covered = [Path("/tmp"), Path("/dev/shm"), *hidden]
+    closed: list[Path] = []
+    for path in paths:
+        for folder in reversed(path.parents):
+            if any(folder.is_relative_to(c) for c in [*covered, *closed]):
+                break
+            if not folder.stat().st_mode & 0o001:
+                closed.append(folder)
+                break
+    return closed
+
+
+def _mount_point_args(path: Path, tmpfs_roots: list[Path]) -> list[str]:
+    """Create the folders leading to ``path`` inside a tmpfs as 0755 (bwrap would use 0700,
+    which a kernel running under its own uid could not pass through)."""
+    args: list[str] = []
+    for root in tmpfs_roots:
+        if path.is_relative_to(root) and path != root:
+            inner = [q for q in path.relative_to(root).parents if q != Path(".")]
+            for folder in reversed(inner):
+                args += ["--perms", "0755", "--dir", str(root / folder)]
+    return args
+
+
+def _split_paths(value: str) -> list[Path]:
+    return [Path(p) for p in value.split(os.pathsep) if p]
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give ``root`` and everything below it to ``uid:gid`` (symlinks themselves, not targets)."""
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            try:
+                os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+
+
+# ------------------------------------------------------------------------------ jupyter side
+class SandboxKernelManager(AsyncKernelManager):
+    """An ``AsyncKernelManager`` whose kernels run in the bubblewrap sandbox.
+
+    Configured by environment variables (read when the kernel starts): ``GRADERS_SANDBOX_HIDE``
+    and ``GRADERS_SANDBOX_READONLY`` (``os.pathsep``-separated folders) and the
+    ``GRADERS_SANDBOX_*`` limits of :class:`Limits`. Uses the ``ipc`` transport with the
+    connection file and sockets in a private folder that is bound into the sandbox.
+    """
+
+    _run_dir: Path | None = None
+    _owner: tuple[Path, int, int] | None = None
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @property
+    def kernel_spec(self) -> KernelSpec | None:
+        """The kernel's spec, interrupted by message: a SIGINT would reach ``bwrap`` (which it
+        kills, and the kernel with it), not the kernel inside."""
+        spec = super().kernel_spec
+        if spec is not None:
+            spec.interrupt_mode = "message"
+        return spec
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        status = sandbox_status()
+        if not status.available:
+            raise SandboxUnavailable(f"cannot sandbox the kernel: {status.reason}")
+        if self._run_dir is None:
+            self._run_dir = Path(tempfile.mkdtemp(prefix="sandbox-kernel-"))
+            self.connection_file = str(self._run_dir / "kernel.json")
+            self.ip = str(self._run_dir / "kernel-ipc")
+        return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        assert self._run_dir is not None
+        cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
+        env = dict(kw.get("env") or os.environ)
+        uid = _kernel_uid() if _is_root() else None
+        if uid is not None:
+            self._hand_over(cwd, uid)
+        cmd = bwrap_command(
+            kernel_cmd,
+            cwd=cwd,
+            run_dir=self._run_dir,
+            hide=_split_paths(env.get(ENV_HIDE, "")),
+            readonly=_split_paths(env.get(ENV_READONLY, "")),
+            limits=Limits.from_env(env),
+            uid=uid,
+            kernel_env=env,
+        )
+        self.log.debug("sandboxed kernel: %s", cmd)
+        await super()._async_launch_kernel(cmd, **kw)
+
+    def _hand_over(self, cwd: Path, uid: int) -> None:
+        """Let the kernel's uid write its working folder and read its connection file."""
+        assert self._run_dir is not None
+        if self._owner is None:
+            st = cwd.stat()
+            self._owner = (cwd, st.st_uid, st.st_gid)
+        _chown_tree(self._run_dir, uid, uid)
+        _chown_tree(cwd, uid, uid)
+
+    def _give_back(self) -> None:
+        """Return the working folder (and what the kernel wrote there) to its owner."""
+        if self._owner is not None:
+            cwd, uid, gid = self._owner
+            if cwd.exists():
+                _chown_tree(cwd, uid, gid)
+            self._owner = None
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            self._give_back()
+            if self._run_dir is not None:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
+                self._run_dir = None
+
+
+class SandboxExecute(Execute):
+    """nbgrader's ``Execute`` preprocessor, running kernels with :class:`SandboxKernelManager`.
+
+    It reads ``Execute.*`` configuration (timeout, interrupt_on_timeout, ...) like ``Execute``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def autograde_preprocessors() -> list[str]:
+    """nbgrader's own autograde preprocessors, with ``Execute`` replaced by ours."""
+    from nbgrader.converters.autograde import Autograde
+
+    names = []
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default():
+        if pp is Execute:
+            pp = SandboxExecute
+        names.append(_dotted(pp) if isinstance(pp, type) else str(pp))
+    return names
+
+
+def sandbox_settings(
+    hide: list[Path], readonly: list[Path], limits: Limits
+) -> tuple[list[str], dict[str, str]]:
+    """Extra ``nbgrader autograde`` arguments and environment that sandbox its kernels.
+
+    ``hide``: folders the kernel must not see (course root, repo root, scratch course);
+    ``readonly``: folders inside them it still needs (beyond the Python installation and
+    editable installs, which are always kept). The environment puts this package on
+    ``PYTHONPATH`` so that nbgrader can import :class:`SandboxExecute`; merge it over the
+    current environment.
+    """
+    args = [f"--Autograde.autograde_preprocessors={name}" for name in autograde_preprocessors()]
+    pythonpath = os.pathsep.join(
+        p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p
+    )
+    env = {
+        ENV_HIDE: os.pathsep.join(str(Path(p).resolve()) for p in hide),
+        ENV_READONLY: os.pathsep.join(str(Path(p).resolve()) for p in readonly),
+        "PYTHONPATH": pythonpath,
+        **limits.to_env(),
+    }
+    return args, env

@@ -1,0 +1,353 @@
+"""The kernel sandbox (graders/sandbox.py): every property shown with a real sandboxed kernel.
+
+The fake course lives under /var/tmp, not /tmp: the sandbox's private /tmp would hide anything
+under the host's /tmp whatever the hide list says, and the tests must show the hide list works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client import AsyncKernelManager
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from graders import sandbox
+from graders.course import REPO_ROOT, Course
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) not installed"),
+    pytest.mark.xdist_group("sandbox"),
+]
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+SECRET = f"hidden-tests-{uuid.uuid4().hex}"
+
+
+@dataclass
+class Layout:
+    base: Path  # not hidden: the control showing that hiding is what blocks reads
+    course: Path  # hidden course root with gradebook.db and source/
+    cwd: Path  # the kernel's working folder inside the course (autograded/<s>/<a>)
+
+
+@pytest.fixture
+def layout(monkeypatch) -> Iterator[Layout]:
+    base = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir="/var/tmp"))
+    base.chmod(0o755)
+    course = base / "course"
+    (course / "source" / "a").mkdir(parents=True)
+    (course / "source" / "a" / "a.ipynb").write_text(SECRET)
+    (course / "gradebook.db").write_text(SECRET)
+    (base / "visible.txt").write_text("visible")
+    cwd = course / "autograded" / "alice" / "a"
+    cwd.mkdir(parents=True)
+    monkeypatch.setenv(sandbox.ENV_HIDE, str(course))
+    for name, value in sandbox.Limits().to_env().items():
+        monkeypatch.setenv(name, value)
+    yield Layout(base, course, cwd)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run_cells(cwd: Path, *cells: str, timeout: int = 60, **client_options) -> list[str]:
+    """Run ``cells`` in one sandboxed kernel with ``cwd``; each cell's stdout, or its error."""
+    nb = new_notebook(cells=[new_code_cell(code) for code in cells])
+    nb.metadata["kernelspec"] = KERNELSPEC
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        kernel_manager_class=sandbox.SandboxKernelManager,
+        resources={"metadata": {"path": str(cwd)}},
+        timeout=timeout,
+        allow_errors=True,
+        **client_options,
+    )
+    client.execute()
+    return [_text(cell) for cell in nb.cells]
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream" and out.name == "stdout":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append(f"ERROR {out.ename}: {out.evalue}")
+    return "".join(parts).strip()
+
+
+def _uid_processes(uid: int) -> list[str]:
+    pids = []
+    for status in glob.glob("/proc/[0-9]*/status"):
+        try:
+            uids = next(ln for ln in Path(status).read_text().splitlines() if ln.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(uids.split()[1]) == uid:
+            pids.append(status)
+    return pids
+
+
+# -------------------------------------------------------------------------- without a kernel
+def test_status_says_bwrap_works():
+    status = sandbox.sandbox_status()
+    assert status.available, status.reason
+    assert "bwrap" in status.reason
+
+
+def test_limits_from_environment_and_bad_values():
+    limits = sandbox.Limits(memory_mb=512, max_processes=16, file_size_mb=5, tmp_mb=64)
+    assert sandbox.Limits.from_env(limits.to_env()) == limits
+    assert sandbox.Limits.from_env({}) == sandbox.Limits()
+    with pytest.raises(ValueError, match="GRADERS_SANDBOX_MEMORY_MB must be a whole number"):
+        sandbox.Limits.from_env({"GRADERS_SANDBOX_MEMORY_MB": "lots"})
+
+
+def test_settings_replace_execute_and_configure_the_manager(tmp_path):
+    args, env = sandbox.sandbox_settings([tmp_path], [tmp_path / "data"], sandbox.Limits(1024))
+    values = [a.split("=", 1)[1] for a in args]
+    assert "graders.sandbox.SandboxExecute" in values
+    assert "nbgrader.preprocessors.execute.Execute" not in values
+    # nbgrader's other autograde steps are all kept, in their order
+    assert values[-1].endswith("CheckCellMetadata") and len(values) == 7
+    assert env[sandbox.ENV_HIDE] == str(tmp_path.resolve())
+    assert env["GRADERS_SANDBOX_MEMORY_MB"] == "1024"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
+
+
+def test_closed_folders_above_the_working_folder_are_hidden(tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="sandbox-closed-", dir="/var/tmp"))  # mode 0700
+    try:
+        cwd = base / "w"
+        cwd.mkdir()
+        cmd = sandbox.bwrap_command(["true"], cwd=cwd, run_dir=cwd, hide=[], readonly=[],
+                                    limits=sandbox.Limits(), uid=sandbox.UID_BASE)
+        assert cmd[cmd.index(str(base)) - 1] == "--tmpfs"
+    finally:
+        shutil.rmtree(base)
+
+
+# ----------------------------------------------------------------------------- with a kernel
+def test_kernel_runs_code_in_its_working_folder(layout):
+    out = run_cells(
+        layout.cwd,
+        "import os; print(6 * 7, os.getcwd())",
+        "open('result.txt', 'w').write('written inside')",
+    )
+    assert out[0] == f"42 {layout.cwd}"
+    assert (layout.cwd / "result.txt").read_text() == "written inside"
+    # the folder and what the kernel wrote are the grader's again afterwards
+    owner = os.stat(layout.course).st_uid
+    assert {os.stat(p).st_uid for p in [layout.cwd, layout.cwd / "result.txt"]} == {owner}
+
+
+def test_hidden_course_cannot_be_read_or_listed(layout):
+    out = run_cells(
+        layout.cwd,
+        f"import os; print(open({str(layout.course / 'gradebook.db')!r}).read())",
+        f"print(os.listdir({str(layout.course / 'source')!r}))",
+        f"print(sorted(os.listdir({str(layout.course)!r})))",
+        f"print(open({str(REPO_ROOT / 'pyproject.toml')!r}).read())",
+        f"print(open({str(layout.base / 'visible.txt')!r}).read())",
+    )
+    assert out[0].startswith("ERROR FileNotFoundError")
+    assert out[1].startswith("ERROR FileNotFoundError")
+    assert out[2] == "['autograded']"  # only the way down to the working folder
+    assert out[3].startswith("ERROR FileNotFoundError")
+    assert out[4] == "visible"  # control: a folder not on the hide list is readable
+    assert SECRET not in "".join(out)
+
+
+def test_writes_outside_the_working_folder_leave_nothing_on_the_host(layout):
+    name = f"planted-{uuid.uuid4().hex}"
+    targets = [layout.course, layout.course / "source", REPO_ROOT, Path.home(), layout.base]
+    code = "\n".join(
+        [
+            "import os",
+            "for folder in %r:" % [str(t) for t in targets],
+            "    try:",
+            f"        open(os.path.join(folder, {name!r}), 'w').write('x')",
+            "        print('wrote', folder)",
+            "    except OSError as err:",
+            "        print('refused', folder, type(err).__name__)",
+        ]
+    )
+    out = run_cells(layout.cwd, code)[0]
+    assert f"refused {layout.base} OSError" in out  # read-only host, no tmpfs there
+    for target in targets:
+        assert not (target / name).exists(), f"{target / name} reached the host"
+
+
+def test_no_network_not_even_the_hosts_loopback(layout):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # reachable from host
+        out = run_cells(
+            layout.cwd,
+            f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)",
+            "socket.getaddrinfo('pypi.org', 443)",
+            "socket.create_connection(('1.1.1.1', 53), timeout=5)",
+        )
+    finally:
+        server.close()
+    assert out[0].startswith(("ERROR ConnectionRefusedError", "ERROR OSError")), out[0]
+    assert out[1].startswith("ERROR gaierror"), out[1]
+    assert out[2].startswith("ERROR OSError"), out[2]  # network is unreachable
+
+
+def test_memory_bomb_gets_memory_error_and_the_kernel_lives_on(layout, monkeypatch):
+    monkeypatch.setenv("GRADERS_SANDBOX_MEMORY_MB", "1024")
+    out = run_cells(
+        layout.cwd,
+        "hog = []\nwhile True:\n    hog.append(bytearray(64 * 2**20))",
+        "n = len(hog); del hog; print('alive', n)",
+    )
+    assert out[0] == "ERROR MemoryError:"
+    n = int(out[1].split()[1])
+    assert 0 < n < 1024 // 64  # stopped below the limit
+
+
+def test_fork_bomb_is_bounded_and_dies_with_the_kernel(layout, monkeypatch):
+    monkeypatch.setenv("GRADERS_SANDBOX_MAX_PROCESSES", "24")
+    out = run_cells(
+        layout.cwd,
+        "import os, time\n"
+        "children = []\n"
+        "try:\n"
+        "    for _ in range(1000):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(600); os._exit(0)\n"
+        "        children.append(pid)\n"
+        "except BlockingIOError as err:\n"
+        "    print(len(children), 'then', type(err).__name__, os.getuid())",
+    )
+    count, _, error, uid = out[0].split()
+    assert error == "BlockingIOError" and 0 < int(count) < 24
+    if os.geteuid() == 0:  # the kernel had a uid of its own; none of its processes survive
+        assert int(uid) >= sandbox.UID_BASE
+        deadline = time.time() + 5
+        while _uid_processes(int(uid)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _uid_processes(int(uid)) == []
+
+
+def test_kernel_that_ignores_interrupts_is_killed_quickly(layout):
+    asyncio.run(_start_ignore_interrupts_and_kill(layout.cwd))
+
+
+async def _start_ignore_interrupts_and_kill(cwd: Path) -> None:
+    km = sandbox.SandboxKernelManager(kernel_name="python3")
+    await km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=30)
+        msg_id = kc.execute(
+            "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('looping')\n"
+            "while True: pass"
+        )
+        await _wait_for_stdout(kc, msg_id, "looping")
+        await km.interrupt_kernel()
+        await asyncio.sleep(1)
+        assert await km.is_alive()  # SIGINT is ignored: still looping
+        start = time.monotonic()
+        await km.shutdown_kernel(now=True)
+        assert time.monotonic() - start < 10
+        assert not await km.is_alive()
+    finally:
+        kc.stop_channels()
+
+
+async def _wait_for_stdout(kc, msg_id: str, text: str) -> None:
+    while True:
+        msg = await kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            if text in msg["content"]["text"]:
+                return
+
+
+def test_timed_out_cell_is_interrupted_and_the_next_cell_runs(layout):
+    out = run_cells(layout.cwd, "import time; time.sleep(60)", "print('next')", timeout=3,
+                    interrupt_on_timeout=True)
+    assert out[0].startswith("ERROR KeyboardInterrupt")
+    assert out[1] == "next"
+
+
+def test_course_helpers_and_numpy_import(layout):
+    code = "import dlworkshop, numpy; print(dlworkshop.__name__, numpy.ones(3).sum())"
+    out = run_cells(layout.cwd, code)
+    assert out[0] == "dlworkshop 3.0"
+
+
+@pytest.mark.slow
+def test_torch_imports_and_computes(layout):
+    out = run_cells(layout.cwd, "import torch; print(torch.ones(2, 3).sum().item())")
+    assert out[0] == "6.0"
+
+
+@pytest.mark.slow
+def test_nbgrader_autograde_runs_kernels_in_the_sandbox(tmp_path):
+    """A real ``nbgrader autograde`` with :func:`sandbox_settings`: the student's code runs
+    sandboxed (cannot read gradebook.db) and is still graded right."""
+    course = _tiny_course(tmp_path / "course")
+    student = nbformat.read(str(course.release_path("tiny")), as_version=4)
+    for cell in student.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer":
+            cell.source = (
+                "import os\n"
+                f"peek = os.path.exists({str(course.root / 'gradebook.db')!r})\n"
+                "print('gradebook visible:', peek, 'uid', os.getuid())\n"
+                "answer = 42"
+            )
+    course.submit("mallory", "tiny", student)
+    args, env = sandbox.sandbox_settings([course.root], [], sandbox.Limits())
+    proc = course.nbgrader("autograde", "tiny", "--force", "--student=mallory", *args, env=env,
+                           check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    graded = nbformat.read(str(course.autograded_path("mallory", "tiny")), as_version=4)
+    printed = "".join(_text(c) for c in graded.cells)
+    assert "gradebook visible: False" in printed
+    assert course.grades("tiny")["mallory"].score == 1.0
+
+
+def _tiny_course(root: Path) -> Course:
+    root.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.course_id = 'sandbox-test'\n"
+    )
+    meta = {"solution": True, "grade": False, "locked": False, "schema_version": 3}
+    test = {"solution": False, "grade": True, "locked": True, "points": 1, "schema_version": 3}
+    nb = new_notebook(
+        cells=[
+            new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION",
+                          metadata={"nbgrader": {**meta, "grade_id": "answer"}}),
+            new_code_cell("assert answer == 42", metadata={"nbgrader": {**test, "grade_id": "t"}}),
+        ]
+    )
+    nb.metadata["kernelspec"] = KERNELSPEC
+    (root / "source" / "tiny").mkdir(parents=True)
+    nbformat.write(nb, str(root / "source" / "tiny" / "tiny.ipynb"))
+    course = Course(root)
+    course.generate_release("tiny")
+    return course
+
+
+def test_manager_is_an_async_kernel_manager():
+    assert issubclass(sandbox.SandboxKernelManager, AsyncKernelManager)
+    assert sandbox.SandboxKernelManager().transport == "ipc"
