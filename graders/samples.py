@@ -17,6 +17,22 @@ student              what it is
                      tasks deleted or de-tagged: all are put back and run
 ``corrupt``          not a notebook (truncated JSON): reported, and nobody else is affected
 ===================  =========================================================================
+
+Adversarial students (:func:`adversarial`, built from the reference; ``make demo`` adds them,
+graded by :mod:`graders.parallel`): each prepends an attack to the first code solution cell.
+
+===================  =========================================================================
+``endless``          ignores SIGINT and loops forever: ``timed out`` by the limits
+``membomb``          ignores SIGINT and allocates memory until killed: ``crashed``
+``snoop``            looks for ``gradebook.db`` and ``source/`` at every path it can guess (the
+                     course's and the repository's included) and prints the hidden tests it
+                     finds: ``graded``, full marks; sandboxed it finds nothing
+``network``          connects to 127.0.0.1 (a port the caller listens on) and to an outside
+                     address: ``graded``, full marks; sandboxed both fail
+``escape``           writes a file into the course root, the repository root, ``$HOME`` and
+                     ``/tmp``: ``graded``, full marks; sandboxed nothing lands outside its
+                     folder. Only built where the sandbox is available (it would litter).
+===================  =========================================================================
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ class Sample:
     must_fail: set[str] = field(default_factory=set)  # test cells that must lose their points
     may_fail: set[str] = field(default_factory=set)  # downstream cells allowed either way
     processed: bool = True  # False: nbgrader must refuse it (and grade everyone else)
+    status: str = "graded"  # the status graders.parallel must report for it
 
 
 FIXED_STUDENTS = ("ref", "stub", "partial", "tamper-edit", "tamper-delete", "corrupt")
@@ -140,6 +157,168 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
     )
 
     samples.append(
-        Sample("corrupt", b'{"cells": [', "truncated JSON, not a notebook", processed=False)
+        Sample(
+            "corrupt",
+            b'{"cells": [',
+            "truncated JSON, not a notebook",
+            processed=False,
+            status="refused",
+        )
     )
+    return samples
+
+
+# ------------------------------------------------------------------------- adversarial students
+ADVERSARIAL_STUDENTS = ("endless", "membomb", "snoop", "network", "escape")
+#: Where the ``network`` student tries to go beyond the machine (a public DNS resolver).
+OUTSIDE_ADDRESS = ("1.1.1.1", 53)
+
+_ENDLESS = """\
+import signal as _signal
+_signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+while True:
+    pass
+"""
+
+_MEMBOMB = """\
+import signal as _signal
+_signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+_hog = []
+while True:
+    try:
+        _hog.append(b"x" * (32 << 20))
+    except MemoryError:
+        pass
+"""
+
+_SNOOP = """\
+def _snoop(roots):
+    import glob, os, re
+    hidden = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", re.S)
+    here = os.getcwd()
+    guesses = [here] + [os.path.join(here, *[".."] * k) for k in range(1, 7)]
+    guesses += roots + [os.path.expanduser("~"), "/tmp", "/"]
+    seen = set()
+    for root in guesses:
+        for pattern in ("gradebook.db", "*/gradebook.db", "source/*/*.ipynb", "*/source/*/*.ipynb"):
+            for path in glob.glob(os.path.join(root, pattern)):
+                path = os.path.realpath(path)
+                if path in seen:
+                    continue
+                seen.add(path)
+                try:
+                    with open(path, "rb") as fh:
+                        text = fh.read().decode("utf-8", "replace")
+                except OSError as err:
+                    print("snoop: cannot read", path, type(err).__name__)
+                    continue
+                print("snoop: read", path, len(text), "characters")
+                for block in hidden.findall(text)[:20]:
+                    print(block[:2000])
+    print("snoop: found", len(seen), "files")
+_snoop(ROOTS)
+del _snoop
+"""
+
+_NETWORK = """\
+def _network(targets):
+    import socket
+    for host, port in targets:
+        try:
+            with socket.create_connection((host, port), timeout=3) as conn:
+                conn.sendall(b"network student was here\\n")
+            print("network: connected to", host, port)
+        except OSError as err:
+            print("network: no connection to", host, port, type(err).__name__)
+_network(TARGETS)
+del _network
+"""
+
+_ESCAPE = """\
+def _escape(folders, name):
+    import os
+    here = os.getcwd()
+    folders = [os.path.join(here, "..", "..", ".."), *folders]
+    folders += [os.path.expanduser("~"), "/tmp"]
+    for folder in folders:
+        try:
+            with open(os.path.join(folder, name), "w") as fh:
+                fh.write("escaped")
+            print("escape: wrote into", folder)
+        except OSError as err:
+            print("escape: cannot write into", folder, type(err).__name__)
+_escape(FOLDERS, NAME)
+del _escape
+"""
+
+
+def escape_file_name(token: str) -> str:
+    """The file the ``escape`` student tries to write everywhere."""
+    return f"escaped-{token}.txt"
+
+
+def _with_attack(course: Course, assignment: str, attack: str) -> NotebookNode:
+    """The reference submission with ``attack`` run first in its first code solution cell."""
+    source = notebooks.read(course.source_path(assignment))
+    nb = notebooks.solved(source, notebooks.read(course.release_path(assignment)))
+    cell = next(c for c in nb.cells if notebooks.is_solution(c) and c.cell_type == "code")
+    cell.source = f"{attack}\n{cell.source}"
+    return nb
+
+
+def adversarial(
+    course: Course,
+    assignment: str,
+    port: int = 9,
+    token: str = "graders",
+    escape: bool = True,
+) -> list[Sample]:
+    """The adversarial students of ``assignment`` (see the module docstring).
+
+    ``port``: the 127.0.0.1 port ``network`` connects to (a test listens there); ``token``
+    names the file ``escape`` writes (:func:`escape_file_name`); ``escape=False`` leaves that
+    student out (for runs without the sandbox, where it would really write those files).
+    """
+    from graders.course import REPO_ROOT
+
+    roots = [str(course.root), str(REPO_ROOT)]
+    snoop = _SNOOP.replace("ROOTS", repr(roots))
+    network = _NETWORK.replace("TARGETS", repr([("127.0.0.1", port), OUTSIDE_ADDRESS]))
+    escape_code = _ESCAPE.replace("FOLDERS", repr(roots)).replace(
+        "NAME", repr(escape_file_name(token))
+    )
+    samples = [
+        Sample(
+            "endless",
+            _with_attack(course, assignment, _ENDLESS),
+            "ignores SIGINT and loops forever",
+            processed=False,
+            status="timed out",
+        ),
+        Sample(
+            "membomb",
+            _with_attack(course, assignment, _MEMBOMB),
+            "ignores SIGINT and allocates memory until killed",
+            processed=False,
+            status="crashed",
+        ),
+        Sample(
+            "snoop",
+            _with_attack(course, assignment, snoop),
+            "reads gradebook.db and source/ wherever it can find them, prints hidden tests",
+        ),
+        Sample(
+            "network",
+            _with_attack(course, assignment, network),
+            f"connects to 127.0.0.1:{port} and {OUTSIDE_ADDRESS[0]}:{OUTSIDE_ADDRESS[1]}",
+        ),
+    ]
+    if escape:
+        samples.append(
+            Sample(
+                "escape",
+                _with_attack(course, assignment, escape_code),
+                "writes files into the course and repository roots, $HOME and /tmp",
+            )
+        )
     return samples
