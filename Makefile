@@ -14,7 +14,7 @@ export OPENBLAS_NUM_THREADS ?= $(THREADS)
 export MKL_NUM_THREADS ?= $(THREADS)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint release calibrate bench clean
+.PHONY: setup demo test lint release calibrate bench clean system-deps check-system-deps
 
 setup: $(STAMP)
 
@@ -26,10 +26,10 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import dlworkshop, nbgrader, torch, torchvision, mlxtend"
 	@touch $(STAMP)
 
-demo: setup
+demo: setup check-system-deps
 	$(PY) -m graders demo
 
-test: setup
+test: setup check-system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -42,6 +42,14 @@ release: setup
 calibrate: setup
 	$(PY) scripts/calibrate.py 01_dnn
 	$(PY) scripts/calibrate.py 02_cnn
+
+# bubblewrap (sandboxed kernels) and PostgreSQL (its gradebook tests): `make system-deps`
+# installs the missing ones with apt (root); demo and test only say what is missing.
+system-deps:
+	@bash scripts/system-deps.sh install
+
+check-system-deps:
+	@bash scripts/system-deps.sh check
 
 bench: setup
 	$(PY) scripts/bench_autograde.py
