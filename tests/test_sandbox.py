@@ -289,10 +289,21 @@ def test_timed_out_cell_is_interrupted_and_the_next_cell_runs(layout):
     assert out[1] == "next"
 
 
-def test_course_helpers_and_numpy_import(layout):
-    code = "import dlworkshop, numpy; print(dlworkshop.__name__, numpy.ones(3).sum())"
-    out = run_cells(layout.cwd, code)
+def test_course_helpers_numpy_and_the_data_cache(layout, monkeypatch):
+    cache = layout.course / "cache"  # inside the hidden course, shown again read-only
+    cache.mkdir()
+    (cache / "digits.npz").write_text("cached")
+    monkeypatch.setenv("DLWORKSHOP_CACHE", str(cache))
+    out = run_cells(
+        layout.cwd,
+        "import dlworkshop, numpy; print(dlworkshop.__name__, numpy.ones(3).sum())",
+        "import os; print(open(os.environ['DLWORKSHOP_CACHE'] + '/digits.npz').read())",
+        "open(os.environ['DLWORKSHOP_CACHE'] + '/digits.npz', 'w')",
+    )
     assert out[0] == "dlworkshop 3.0"
+    assert out[1] == "cached"
+    assert out[2].startswith("ERROR OSError") and "Read-only" in out[2]
+    assert (cache / "digits.npz").read_text() == "cached"
 
 
 @pytest.mark.slow
