@@ -1,15 +1,18 @@
 """A PostgreSQL gradebook (a real server on loopback, see tests/pgserver.py): released into,
-graded as two independent shard runs, and equal to a serial SQLite grading of the same work."""
+graded as two independent shard runs of ``python -m graders autograde --db-url URL --shard K/2``
+running at the same time, and equal to a serial SQLite grading of the same submissions."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import gradebook_rows as rows
 import pytest
 from pgserver import postgres_server  # noqa: F401  (fixture)
 
-from graders.course import Course
+from graders.course import REPO_ROOT, Course
 from graders.gradebook_sync import select_shard
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tinycourse")]
@@ -28,16 +31,25 @@ def _postgres_course(serial: Course, root, url: str) -> Course:
     return course
 
 
+def _shard_run(course: Course, shard: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "graders", "--root", str(course.root), "autograde", A,
+           "--db-url", course.db_url, "--shard", shard, "--workers", "1"]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
 def test_two_shards_graded_into_postgres_equal_serial_sqlite(postgres_server, tmp_path):  # noqa: F811
     serial = rows.courses(tmp_path.parent / "pg-tiny")["serial"]
     url = postgres_server.create_database("gradebook")
     course = _postgres_course(serial, tmp_path / "course", url)
-    students = list(rows.STUDENTS)
-    shards = [select_shard(students, k, 2) for k in (1, 2)]
-    assert all(shards), shards  # both runs have work, or this proves nothing
-    # TODO(engineer A's verb): `python -m graders autograde tiny --db-url URL --shard K/2`
-    for k, shard in enumerate(shards, start=1):
-        for student in shard:
-            rows.grade_in_worker(course, student, tmp_path / f"shard{k}" / student)
+    assert all(select_shard(rows.STUDENTS, k, 2) for k in (1, 2))  # both runs have work
+
+    runs = [_shard_run(course, f"{k}/2") for k in (1, 2)]  # two writers at once
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+
     assert rows.snapshot(url) == rows.snapshot(serial.db_url)
-    assert set(course.grades(A)) == set(students)
+    assert set(course.grades(A)) == set(rows.STUDENTS)
+    for k, output in enumerate(outputs, start=1):  # each run graded its own shard only
+        for student in rows.STUDENTS:
+            assert (student in output) == (student in select_shard(rows.STUDENTS, k, 2)), output
