@@ -23,6 +23,8 @@ What the kernel sees
       folder as the kernel's ``cwd``), a private tmpfs ``/tmp`` (``$HOME`` is ``/tmp/home``,
       with ``IPYTHONDIR`` and ``MPLCONFIGDIR`` in it) and a private ``/dev/shm``. Writes
       anywhere else fail (read-only file system) or land in a tmpfs that vanishes with the kernel.
+      When the kernel stops, symbolic links, FIFOs and sockets it left in its folder are
+      deleted: nbgrader writes the graded notebook there next and would follow or block on them.
     * No network: a new network namespace holds only a down loopback, so neither the host's
       127.0.0.1 nor the outside world (DNS included) can be reached. The kernel talks to the
       grader over Jupyter's ``ipc`` transport: unix sockets in a private folder bound writable.
@@ -386,6 +388,17 @@ def _split_paths(value: str) -> list[Path]:
     return [Path(p) for p in value.split(os.pathsep) if p]
 
 
+def _odd_files(root: Path) -> set[Path]:
+    """Everything below ``root`` that is neither a regular file nor a folder (links included)."""
+    odd = set()
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder, name)
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                odd.add(path)
+    return odd
+
+
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     """Give ``root`` and everything below it to ``uid:gid`` (symlinks themselves, not targets)."""
     os.chown(root, uid, gid, follow_symlinks=False)
@@ -408,7 +421,9 @@ class SandboxKernelManager(AsyncKernelManager):
     """
 
     _run_dir: Path | None = None
-    _owner: tuple[Path, int, int] | None = None
+    _workdir: Path | None = None
+    _owner: tuple[int, int] | None = None  # the working folder's owner, when handed over
+    _odd_before: frozenset[Path] = frozenset()
 
     @default("transport")
     def _default_transport(self) -> str:
@@ -438,6 +453,8 @@ class SandboxKernelManager(AsyncKernelManager):
         cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
         env = dict(kw.get("env") or os.environ)
         uid = _kernel_uid() if _is_root() else None
+        if self._workdir is None:
+            self._workdir, self._odd_before = cwd, frozenset(_odd_files(cwd))
         if uid is not None:
             self._hand_over(cwd, uid)
         cmd = bwrap_command(
@@ -458,16 +475,21 @@ class SandboxKernelManager(AsyncKernelManager):
         assert self._run_dir is not None
         if self._owner is None:
             st = cwd.stat()
-            self._owner = (cwd, st.st_uid, st.st_gid)
+            self._owner = (st.st_uid, st.st_gid)
         _chown_tree(self._run_dir, uid, uid)
         _chown_tree(cwd, uid, uid)
 
     def _give_back(self) -> None:
-        """Return the working folder (and what the kernel wrote there) to its owner."""
+        """Clear what the kernel planted for the grader in its working folder (symbolic links,
+        FIFOs, sockets: nbgrader writes the graded notebook there next, and would follow or
+        block on them) and return the folder, with what the kernel wrote, to its owner."""
+        cwd, self._workdir = self._workdir, None
+        if cwd is None or not cwd.exists():
+            return
+        for path in _odd_files(cwd) - self._odd_before:
+            path.unlink(missing_ok=True)
         if self._owner is not None:
-            cwd, uid, gid = self._owner
-            if cwd.exists():
-                _chown_tree(cwd, uid, gid)
+            _chown_tree(cwd, *self._owner)
             self._owner = None
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

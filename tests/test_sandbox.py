@@ -190,6 +190,20 @@ def test_writes_outside_the_working_folder_leave_nothing_on_the_host(layout):
         assert not (target / name).exists(), f"{target / name} reached the host"
 
 
+def test_links_and_fifos_planted_for_the_grader_are_removed(layout):
+    """nbgrader (as the grader) writes the graded notebook into the kernel's folder after the
+    kernel stops: a planted link would make it overwrite a host file, a FIFO would hang it."""
+    target = layout.base / "grader-file.txt"
+    target.write_text("grader's")
+    run_cells(
+        layout.cwd,
+        f"import os; os.symlink({str(target)!r}, 'a.ipynb'); os.mkfifo('pipe.ipynb')\n"
+        "os.makedirs('sub'); os.symlink('/etc', 'sub/etc'); open('kept.txt', 'w').write('ok')",
+    )
+    assert sorted(p.name for p in layout.cwd.rglob("*")) == ["kept.txt", "sub"]
+    assert target.read_text() == "grader's"
+
+
 def test_no_network_not_even_the_hosts_loopback(layout):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
