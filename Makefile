@@ -14,7 +14,7 @@ export OPENBLAS_NUM_THREADS ?= $(THREADS)
 export MKL_NUM_THREADS ?= $(THREADS)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint release calibrate bench clean system-deps check-system-deps
+.PHONY: setup demo test lint release calibrate bench clean system-deps check-system-deps bench-graders
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ check-system-deps:
 
 bench: setup
 	$(PY) scripts/bench_autograde.py
+
+# submissions per minute: plain serial nbgrader vs `graders autograde` with 1, 2, N workers
+bench-graders: setup
+	$(PY) scripts/bench_graders.py
 
 clean:
 	rm -rf autograded/* submitted/* feedback/* gradebook.db reports .pytest_cache
