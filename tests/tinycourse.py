@@ -8,10 +8,13 @@ check that it never reaches a student-visible output. The course reuses the repo
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
+from filelock import FileLock
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -112,3 +115,18 @@ def expected_scores(wrong: tuple[str, ...] = (), unsolved: tuple[str, ...] = ())
     """Per test cell, the score a submission made by :func:`submission` deserves."""
     lost = {TEST_OF[c] for c in (*wrong, *unsolved)}
     return {gid: 0.0 if gid in lost else pts for gid, pts in POINTS.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_released(tmp_path_factory) -> Course:
+    """The tiny course, released once per test run (whichever xdist workers ask for it).
+    Tests copy it (:func:`copy_course`) before submitting anything."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "tinycourse"
+    with FileLock(str(shared / "tinycourse.lock")):
+        if not (root / ".released").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            make_course(root)
+            (root / ".released").touch()
+    return Course(root)

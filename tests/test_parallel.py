@@ -1,0 +1,270 @@
+"""graders.parallel: resource spreading, selection, limits and statuses (fast unit tests), and
+parallel grading giving exactly what plain serial ``nbgrader autograde`` gives (slow)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from tinycourse import ASSIGNMENT, copy_course, expected_scores, submission, tiny_released
+
+from graders import gradebook_sync, parallel
+from graders.course import Course
+from graders.parallel import CRASHED, GRADED, MISSING, REFUSED, TIMED_OUT, Job, Run
+
+__all__ = ["tiny_released"]  # a fixture
+
+
+# ------------------------------------------------------------------- threads and GPUs (unit)
+def test_slots_share_the_cores_and_round_robin_the_gpus():
+    slots = parallel.make_slots(workers=4, cores=16, gpus=["0", "1"])
+    assert [s.threads for s in slots] == [4, 4, 4, 4]
+    assert [s.gpu for s in slots] == ["0", "1", "0", "1"]
+    env = slots[3].env()
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert {env[v] for v in parallel.THREAD_VARS} == {"4"}
+
+    cpu_only = parallel.make_slots(workers=8, cores=2, gpus=[])
+    assert len(cpu_only) == 8 and {s.threads for s in cpu_only} == {1}  # never 0 threads
+    assert "CUDA_VISIBLE_DEVICES" not in cpu_only[0].env()
+
+
+def test_default_workers_follow_cores_or_gpus():
+    assert parallel.default_workers(cores=16, gpus=0) == 16
+    assert parallel.default_workers(cores=16, gpus=1) == parallel.WORKERS_PER_GPU
+    assert parallel.default_workers(cores=16, gpus=4) == 4 * parallel.WORKERS_PER_GPU
+    assert parallel.default_workers(cores=2, gpus=4) == 2  # never more workers than cores
+    assert parallel.default_workers(cores=0, gpus=0) == 1
+
+
+def test_gpu_ids_from_cuda_visible_devices_or_nvidia_smi(tmp_path, monkeypatch):
+    assert parallel.gpu_ids({"CUDA_VISIBLE_DEVICES": "2, 5"}) == ["2", "5"]
+    assert parallel.gpu_ids({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    assert parallel.gpu_ids({"CUDA_VISIBLE_DEVICES": ""}) == []
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'GPU 0: NVIDIA H100 (UUID: GPU-a)'\n"
+        "echo 'GPU 1: NVIDIA H100 (UUID: GPU-b)'\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert parallel.gpu_ids({}) == ["0", "1"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert parallel.gpu_ids({}) == []
+
+
+# ------------------------------------------------------------------------ selection (unit)
+def _students(course_root: Path, names: list[str]) -> Course:
+    for name in names:
+        (course_root / "submitted" / name).mkdir(parents=True)
+    return Course(course_root)
+
+
+def test_shards_split_the_class_disjointly_and_stably(tmp_path):
+    names = [f"student{i:02d}" for i in range(30)]
+    course = _students(tmp_path / "c", names)
+    shards = [parallel.select_jobs(course, ["a"], shard=(k, 3)) for k in (1, 2, 3)]
+    students = [[j.student for j in jobs] for jobs in shards]
+    assert sorted(sum(students, [])) == names  # union is everyone, nobody twice
+    assert all(students)  # 30 names over 3 shards: none empty
+    bigger = _students(tmp_path / "c2", [*names, "late-joiner", "aaa"])
+    again = [j.student for j in parallel.select_jobs(bigger, ["a"], shard=(2, 3))]
+    assert set(students[1]) <= set(again)  # adding students moves nobody
+    assert gradebook_sync.parse_shard("2/3") == (2, 3)
+    with pytest.raises(ValueError, match="K/N"):
+        gradebook_sync.parse_shard("3")
+
+
+def test_jobs_cover_every_assignment_and_the_chosen_student(tmp_path):
+    course = _students(tmp_path / "c", ["bob", "amy"])
+    jobs = parallel.select_jobs(course, ["a1", "a2"])
+    assert jobs == [Job("a1", "amy"), Job("a1", "bob"), Job("a2", "amy"), Job("a2", "bob")]
+    assert parallel.select_jobs(course, ["a1"], students=["zed"]) == [Job("a1", "zed")]
+
+
+def test_precheck_says_missing_or_refused_with_a_reason(tmp_path):
+    course = _students(tmp_path / "c", ["none", "empty", "renamed", "corrupt", "listy"])
+    base = tmp_path / "c" / "submitted"
+    (base / "empty" / "a").mkdir()
+    (base / "renamed" / "a").mkdir()
+    (base / "renamed" / "a" / "a (1).ipynb").write_text("{}")
+    (base / "corrupt" / "a").mkdir()
+    (base / "corrupt" / "a" / "a.ipynb").write_text('{"cells": [')
+    (base / "listy" / "a").mkdir()
+    (base / "listy" / "a" / "a.ipynb").write_text("[1, 2]")
+    check = {s: parallel.precheck(course, Job("a", s)) for s in ("none", "empty", "renamed")}
+    assert check["none"] == (MISSING, "nothing submitted: no folder submitted/none/a")
+    assert check["empty"][0] == MISSING and "folder empty" in check["empty"][1]
+    assert check["renamed"][0] == MISSING and "a (1).ipynb" in check["renamed"][1]
+    corrupt = parallel.precheck(course, Job("a", "corrupt"))
+    assert corrupt[0] == REFUSED and "JSON" in corrupt[1]
+    assert parallel.precheck(course, Job("a", "listy"))[0] == REFUSED
+
+
+# -------------------------------------------------------------- classifying a run (unit)
+def test_classify_reads_the_status_from_how_nbgrader_ended():
+    ok = Run(0, "[AutogradeApp | INFO] Writing 5111 bytes")
+    assert parallel.classify(ok, notebook_written=True) == (GRADED, "")
+    timeout_log = (
+        "[AutogradeApp | ERROR] Timeout waiting for execute reply (2s).\n"
+        "nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed\n"
+    )
+    assert parallel.classify(Run(1, timeout_log), False)[0] == TIMED_OUT
+    died = "nbclient.exceptions.DeadKernelError: Kernel died\n"
+    assert parallel.classify(Run(1, died), False) == (
+        CRASHED,
+        "the kernel died (killed, e.g. out of memory, or it exited)",
+    )
+    other = "Traceback ...\n    sqlite3.OperationalError: no such table: grade\n"
+    assert parallel.classify(Run(1, other), False) == (
+        CRASHED,
+        "OperationalError: no such table: grade",
+    )
+    refused = parallel.classify(Run(1, "NotJSONError"), False, refused="not a notebook: x")
+    assert refused == (REFUSED, "not a notebook: x")
+    killed = Run(-9, "", killed=(TIMED_OUT, "ran past the 5 s notebook limit: killed"))
+    assert parallel.classify(killed, False) == killed.killed
+    # a run nbgrader finished but whose notebook is missing is not "graded"
+    assert parallel.classify(Run(0, ""), notebook_written=False)[0] == CRASHED
+
+
+# --------------------------------------------------------------- limits kill trees (unit)
+_SPAWNER = """\
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", {child!r}], start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _spawner(tmp_path: Path, child: str) -> list[str]:
+    script = tmp_path / "spawner.py"
+    script.write_text(_SPAWNER.format(child=child))
+    return [sys.executable, str(script)]
+
+
+def test_wall_clock_limit_kills_the_whole_tree_even_a_kernel_in_its_own_session(tmp_path):
+    cmd = _spawner(tmp_path, "import time; time.sleep(600)")
+    start = time.monotonic()
+    run = parallel.run_limited(cmd, tmp_path, dict(os.environ), 3, 10_000, tmp_path / "log")
+    assert time.monotonic() - start < 10
+    assert run.killed[0] == TIMED_OUT and "3 s notebook limit" in run.killed[1]
+    child = int(run.log.split()[0])
+    time.sleep(0.2)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+
+
+def test_memory_limit_kills_a_hog_among_the_descendants(tmp_path):
+    hog = "h = []\nwhile True:\n    h.append(b'x' * (16 << 20))"
+    run = parallel.run_limited(
+        _spawner(tmp_path, hog), tmp_path, dict(os.environ), 60, 300, tmp_path / "log"
+    )
+    assert run.killed[0] == CRASHED and "over the 300 MiB limit" in run.killed[1]
+    assert run.seconds < 30
+
+
+def test_table_names_each_submission_and_the_sandbox_state():
+    results = [
+        parallel.Result("a", "bob", GRADED, score=4, max_score=6, failed=["test_mul"]),
+        parallel.Result("a", "amy", TIMED_OUT, "ran past the 9 s notebook limit: killed"),
+    ]
+    table = parallel.format_table(results, "UNSANDBOXED: because")
+    lines = table.splitlines()
+    assert lines[0] == "# UNSANDBOXED: because"
+    assert lines[2].split()[:3] == ["amy", "a", "timed"] and lines[2].endswith("killed")
+    assert "4 / 6" in lines[3] and "test_mul" in lines[3]
+    assert lines[-1] == "# 1 graded, 1 timed out"
+
+
+# ----------------------------------------------------------- parallel equals serial (slow)
+KINDS = [
+    {},
+    {"wrong": ("mul",)},
+    {"wrong": ("add",)},
+    {"wrong": ("square",)},
+    {"wrong": ("add", "square")},
+    {"unsolved": ("mul",)},
+    {"unsolved": ("add", "mul", "square")},
+]
+
+
+def _class(course: Course, n: int = 48) -> dict[str, dict]:
+    """Submit ``n`` students of varied correctness, a corrupt one and a missing one."""
+    kinds = {f"s{i:02d}": KINDS[i % len(KINDS)] for i in range(n)}
+    for student, kind in kinds.items():
+        course.submit(student, ASSIGNMENT, submission(course, **kind))
+    course.submit("corrupt", ASSIGNMENT, b'{"cells": [')
+    (course.root / "submitted" / "missing" / ASSIGNMENT).mkdir(parents=True)
+    return kinds
+
+
+def _scores(course: Course) -> dict[str, dict[str, tuple[float, float, bool]]]:
+    return {
+        student: {g: (c.score, c.max_score, c.needs_manual_grade) for g, c in sub.cells.items()}
+        for student, sub in course.grades(ASSIGNMENT).items()
+    }
+
+
+@pytest.mark.slow
+def test_parallel_grading_equals_serial_nbgrader(tiny_released, tmp_path):
+    serial = copy_course(tiny_released, tmp_path / "serial")
+    kinds = _class(serial)
+    serial.autograde(ASSIGNMENT)
+
+    course = copy_course(tiny_released, tmp_path / "parallel")
+    _class(course)
+    start = time.monotonic()
+    settings = parallel.Settings(workers=8, cell_timeout=20, progress=False)
+    results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
+    print(f"parallel: {len(results)} submissions in {time.monotonic() - start:.0f} s")
+
+    status = {r.student: r.status for r in results}
+    assert status == {**dict.fromkeys(kinds, GRADED), "corrupt": REFUSED, "missing": MISSING}
+    assert not [r for r in results if "locked" in r.reason]
+    got, want = _scores(course), _scores(serial)
+    assert set(got) == set(want) == {*kinds, "corrupt"}  # no missing rows, none extra
+    assert got == want  # every cell's score, maximum and manual-grading flag
+    for student, kind in kinds.items():  # and both are right, not just equal
+        assert {g: s for g, (s, _, _) in got[student].items()} == expected_scores(**kind)
+        assert course.autograded_path(student, ASSIGNMENT).is_file()
+    by_student = {r.student: r for r in results}
+    assert by_student["s01"].failed == ["test_mul"] and by_student["s01"].score == 4
+    assert not course.autograded_path("corrupt", ASSIGNMENT).exists()
+
+
+@pytest.mark.slow
+def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
+    tiny_released, tmp_path, monkeypatch
+):
+    """The environment a slot sets reaches the student's kernel (through the sandbox too)."""
+    course = copy_course(tiny_released, tmp_path / "env")
+    probe = textwrap.dedent(
+        """\
+        import os
+        print("ENV", os.environ.get("OMP_NUM_THREADS"), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        """
+    )
+    for student in ("p1", "p2"):
+        nb = submission(course)
+        nb.cells[1].source = probe + nb.cells[1].source
+        course.submit(student, ASSIGNMENT, nb)
+    monkeypatch.setattr(parallel, "gpu_ids", lambda: ["5", "7"])
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
+    results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
+    assert [r.status for r in results] == [GRADED, GRADED]
+    seen = set()
+    for student in ("p1", "p2"):
+        text = course.autograded_path(student, ASSIGNMENT).read_text()
+        line = next(ln for ln in text.split('"') if ln.startswith("ENV "))
+        _, threads, gpu = line.replace("\\n", "").split()
+        assert threads == "2"  # 4 cores / 2 workers
+        seen.add(gpu)
+    assert seen <= {"5", "7"} and seen
