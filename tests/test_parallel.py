@@ -268,3 +268,21 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         assert threads == "2"  # 4 cores / 2 workers
         seen.add(gpu)
     assert seen <= {"5", "7"} and seen
+
+
+# ------------------------------------------------------------------------- command line
+def test_cli_errors_are_one_line_and_exit_code_says_not_all_graded(
+    tiny_released, tmp_path, capsys
+):
+    from graders.cli import main
+
+    course = copy_course(tiny_released, tmp_path / "cli")
+    with pytest.raises(SystemExit, match="^error: shard must look like K/N"):
+        main(["--root", str(course.root), "autograde", "--shard", "half"])
+    with pytest.raises(SystemExit, match="^error: --workers must be positive"):
+        main(["--root", str(course.root), "autograde", "--workers", "0"])
+    (course.root / "submitted" / "ghost" / ASSIGNMENT).mkdir(parents=True)
+    assert main(["--root", str(course.root), "autograde", "--no-sandbox"]) == 1
+    out, err = capsys.readouterr()
+    assert "ghost" in out and "missing" in out and "folder empty" in out
+    assert "UNSANDBOXED (--no-sandbox)" in err and out.startswith("# UNSANDBOXED")
