@@ -353,7 +353,10 @@ class _ForkedNbgrader:
     """``python -m nbgrader ARGV`` without paying nbgrader's start-up (about 3 s of CPU, mostly
     imports) per notebook: forked from a forkserver that has imported nbgrader once. The child
     runs nbgrader's own command-line app, in its own session, cwd and environment, with its
-    output in ``log``. Same interface as :class:`subprocess.Popen` for :func:`run_limited`."""
+    output in ``log``. Same interface as :class:`subprocess.Popen` for :func:`run_limited`.
+
+    As with any multiprocessing forkserver, a *script* that calls :func:`autograde` needs the
+    ``if __name__ == "__main__":`` guard (``python -m graders`` and pytest need nothing)."""
 
     _context = None
 
