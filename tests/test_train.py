@@ -213,3 +213,24 @@ def test_progress_bar_follows_env_var_and_argument(monkeypatch, capsys):
     assert "epochs" in capsys.readouterr().err
     _fit_quietly_or_not(progress=False)
     assert "epochs" not in capsys.readouterr().err
+
+
+def test_train_mode_callback_replaces_model_train(no_progress):
+    """With train_mode keeping BatchNorm in eval mode, its running statistics never move."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    loader = _loader(_blobs(16, seed=0))
+    calls = []
+
+    def frozen_bn(m: nn.Module) -> None:
+        calls.append(m)
+        m.train()
+        m[1].eval()
+
+    before = model[1].running_mean.clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train.fit(model, loader, loader, opt, 2, CPU, train_mode=frozen_bn)
+    assert calls == [model, model]  # once per epoch, instead of model.train()
+    assert torch.equal(model[1].running_mean, before)
+    train.fit(model, loader, loader, opt, 1, CPU)  # default: plain train mode updates them
+    assert not torch.equal(model[1].running_mean, before)

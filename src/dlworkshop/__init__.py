@@ -2,8 +2,9 @@
 
 One place for what every notebook, hidden test and grader needs: data loading (:mod:`.data`),
 seeding and device selection (:mod:`.device`), gradient checking (:mod:`.gradcheck`), the torch
-training loop (:mod:`.train`), plotting (:mod:`.plot`) and the assertion helpers that give
-students actionable test messages (:mod:`.checks`).
+training loop (:mod:`.train`), plotting (:mod:`.plot`), the assertion helpers that give
+students actionable test messages (:mod:`.checks`), and the pretrained ResNet-18 of assignment 03
+with its synthetic source data (:mod:`.transfer`, :mod:`.glyphs`).
 
 Submodules import lazily, so that ``nbgrader_config.py`` can read :mod:`.grading` without
 paying for ``import torch``.
@@ -22,7 +23,10 @@ _EXPORTS = {
     "numerical_gradient": "dlworkshop.gradcheck",
     "rel_error": "dlworkshop.gradcheck",
 }
-_SUBMODULES = {"checks", "data", "device", "gradcheck", "grading", "introspect", "plot", "train"}
+_SUBMODULES = {
+    "checks", "data", "device", "glyphs", "gradcheck", "grading", "introspect", "plot", "train",
+    "transfer",
+}  # fmt: skip
 
 __all__ = sorted(_EXPORTS)
 

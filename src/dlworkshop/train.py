@@ -42,9 +42,14 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: torch.device | str,
+    train_mode: Callable[[nn.Module], object] | None = None,
 ) -> tuple[float, float]:
-    """One pass over ``loader`` in train mode; returns mean loss and accuracy over the samples."""
-    model.train()
+    """One pass over ``loader`` in train mode; returns mean loss and accuracy over the samples.
+
+    ``train_mode(model)`` replaces ``model.train()`` when some modules must stay in eval mode
+    (a frozen backbone whose BatchNorm statistics must not change, for example).
+    """
+    (train_mode or nn.Module.train)(model)
     total_loss, correct, seen = 0.0, 0, 0
     for X, y in loader:
         X, y = X.to(device), y.to(device)
@@ -95,15 +100,21 @@ def fit(
     device: torch.device | str,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool | None = None,
+    train_mode: Callable[[nn.Module], object] | None = None,
 ) -> History:
-    """Train for ``epochs`` epochs, validating after each; shows a tqdm bar over the epochs."""
+    """Train for ``epochs`` epochs, validating after each; shows a tqdm bar over the epochs.
+
+    ``train_mode`` is passed to :func:`train_one_epoch` (default: ``model.train()``).
+    """
     loss_fn = loss_fn or nn.functional.cross_entropy
     model.to(device)
     history = History()
     show = progress_enabled() if progress is None else progress
     bar = tqdm(range(epochs), desc="epochs", disable=not show)
     for _ in bar:
-        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, loss_fn, device)
+        train_loss, train_acc = train_one_epoch(
+            model, train_loader, optimizer, loss_fn, device, train_mode
+        )
         val_loss, val_acc = evaluate(model, val_loader, device, loss_fn)
         history.append(train_loss, train_acc, val_loss, val_acc)
         bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
