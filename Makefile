@@ -26,7 +26,10 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import dlworkshop, nbgrader, torch, torchvision, mlxtend"
 	@touch $(STAMP)
 
-demo: setup check-system-deps
+# The demo grades in the sandbox: it installs bubblewrap (and PostgreSQL) when it can, and
+# otherwise says what is missing and grades unsandboxed, loudly.
+demo: setup
+	@bash scripts/system-deps.sh install || bash scripts/system-deps.sh check
 	$(PY) -m graders demo
 
 test: setup check-system-deps
@@ -42,6 +45,7 @@ release: setup
 calibrate: setup
 	$(PY) scripts/calibrate.py 01_dnn
 	$(PY) scripts/calibrate.py 02_cnn
+	$(PY) scripts/calibrate.py 03_transfer_learning
 
 # bubblewrap (sandboxed kernels) and PostgreSQL (its gradebook tests): `make system-deps`
 # installs the missing ones with apt (root); demo and test only say what is missing.

@@ -58,6 +58,19 @@ _metrics = {
 }
 print("CALIBRATION " + _json.dumps(_metrics))
 """,
+    "03_transfer_learning": """
+import json as _json
+_metrics = {}
+for _name, _model, _hist in (("feature extraction", fe_model, fe_history),
+                             ("fine-tuning", ft_model, ft_history),
+                             ("from scratch", sc_model, sc_history)):
+    _metrics[f"{_name}: test accuracy"] = train.evaluate(_model, loaders["test"], DEVICE)[1]
+    _metrics[f"{_name}: validation accuracy"] = _hist.val_acc[-1]
+    _metrics[f"{_name}: training time (s)"] = results[_name]["seconds"]
+_metrics["fine-tuning minus from scratch: test accuracy"] = (
+    _metrics["fine-tuning: test accuracy"] - _metrics["from scratch: test accuracy"])
+print("CALIBRATION " + _json.dumps(_metrics))
+""",
 }
 
 
