@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from graders import gradebook_sync, parallel
+import nbformat
+
+from graders import gradebook_sync, notebooks, parallel
 from graders import samples as samples_mod
 from graders.course import Course, NbgraderError
 
@@ -23,8 +25,8 @@ def _assignments(course: Course, chosen: str | None) -> list[str]:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    """Generate release/ from source/ (and record the assignments in gradebook.db)."""
-    course = Course(args.root)
+    """Generate release/ from source/ (and record the assignments in the gradebook)."""
+    course = Course(args.root, db_url=args.db_url)
     for assignment in _assignments(course, args.assignment):
         path = course.generate_release(assignment)
         print(f"released {assignment}: {path.relative_to(course.root)}")
@@ -101,18 +103,23 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         if args.student:
             students = [s for s in students if s == args.student]
         if not students:
-            print(f"{assignment}: no autograded submissions" + (f" of {args.student}"
-                  if args.student else ""))
+            print(
+                f"{assignment}: no autograded submissions"
+                + (f" of {args.student}" if args.student else "")
+            )
             status = status or (1 if args.student else 0)
         for student in students:
             if student not in grades:
-                print(f"{assignment}  {student}: not in the gradebook, no feedback",
-                      file=sys.stderr)
+                print(
+                    f"{assignment}  {student}: not in the gradebook, no feedback", file=sys.stderr
+                )
                 status = 1
                 continue
             fb = feedback_mod.write_feedback(course, assignment, student, grades[student])
-            print(f"{assignment}  {student:<20} {fb.score:5.1f} / {fb.max_score:<5.1f}"
-                  f"  {fb.path.relative_to(course.root)}")
+            print(
+                f"{assignment}  {student:<20} {fb.score:5.1f} / {fb.max_score:<5.1f}"
+                f"  {fb.path.relative_to(course.root)}"
+            )
     return status
 
 
@@ -141,7 +148,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_CELL_TIMEOUT = 60  # s: the longest real cell takes about 15 s; endless stops sooner
+DEMO_COLLECTED = ("renamed", "text-only")  # students the demo hands in through `collect`
+DEMO_CELL_TIMEOUT = 90  # s: the longest real cell takes 10 to 30 s on 2 busy cores
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -150,13 +158,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     course = Course(args.root)
     sandboxed = parallel.plan_sandbox(True).active
     ok = True
-    for assignment in _assignments(course, args.assignment):
+    chosen = _assignments(course, args.assignment)
+    # Earlier demo students block regenerating a changed notebook (nbgrader refuses to change
+    # cells that have submissions): remove them (with all their grades) once, before grading
+    # anything, so that every assignment's demo grades stay in the gradebook for the export.
+    # Real students are left alone.
+    demo_students = {*samples_mod.ADVERSARIAL_STUDENTS, *DEMO_COLLECTED}
+    for assignment in chosen:
+        demo_students.update(samples_mod.student_names(assignment))
+    course.remove_students(sorted(demo_students))
+    for assignment in chosen:
         start = time.perf_counter()
-        # Earlier demo students block regenerating a changed notebook (nbgrader refuses to
-        # change cells that have submissions): remove them; real students are left alone.
-        course.remove_students(
-            samples_mod.student_names(assignment) + list(samples_mod.ADVERSARIAL_STUDENTS)
-        )
         course.generate_release(assignment)
         built = samples_mod.build(course, assignment)
         # `escape` really writes outside its folder when unsandboxed: only run it sandboxed
@@ -166,18 +178,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 shutil.rmtree(student_dir / assignment)
         for sample in built:
             course.submit(sample.student, assignment, sample.notebook)
+        built += _demo_collect(course, assignment, built[0].notebook)
         print(f"\n== {assignment}: autograding {len(built)} sample submissions in parallel ...")
         jobs = [parallel.Job(assignment, s.student) for s in built]
         settings = parallel.Settings(cell_timeout=DEMO_CELL_TIMEOUT)
         results = parallel.grade_and_report(course, jobs, settings)
         ok &= _print_demo(built, results)
+        ok &= _demo_feedback(course, assignment, results)
         print(f"({time.perf_counter() - start:.0f} s)")
-    out = course.root / "reports" / "grades.csv"
-    out.parent.mkdir(exist_ok=True)
-    course.nbgrader("export", f"--to={out}")
-    print(f"\ngradebook CSV: {out.relative_to(course.root)}")
+    print()
+    cmd_export(argparse.Namespace(root=args.root, assignment=None, csv=None, db_url=None))
     print("every sample graded as expected" if ok else "SOME SAMPLES WERE NOT GRADED AS EXPECTED")
     return 0 if ok else 1
+
+
+def _demo_collect(course: Course, assignment: str, reference: object) -> list[samples_mod.Sample]:
+    """Hand two more students in the way a class does, through ``collect``: one saved the
+    notebook as "Copy of <a>.ipynb" (renamed on the way in, then graded in full), one handed in
+    a text file (refused, so missing at grading)."""
+    from graders import collect as collect_mod
+
+    inbox = course.root / "reports" / "demo-inbox" / assignment
+    shutil.rmtree(inbox, ignore_errors=True)
+    (inbox / "renamed").mkdir(parents=True)
+    nbformat.write(reference, str(inbox / "renamed" / f"Copy of {assignment}.ipynb"))
+    (inbox / "text-only").mkdir()
+    (inbox / "text-only" / "answers.txt").write_text("I did the tasks on paper.\n")
+    for student in ("renamed", "text-only"):
+        shutil.rmtree(course.root / "submitted" / student / assignment, ignore_errors=True)
+    known = course.assignments()
+    ids = collect_mod.course_grade_ids({a: course.source_path(a) for a in known})
+    report = collect_mod.collect(inbox, course.root / "submitted", known, ids, only=assignment)
+    print(f"\n== {assignment}: collect {inbox.relative_to(course.root)}")
+    print(report.table())
+    return [
+        samples_mod.Sample("renamed", reference, "saved under another name; collect renamed it"),
+        samples_mod.Sample(
+            "text-only", b"", "handed in a text file, refused by collect", status="missing"
+        ),
+    ]
+
+
+def _demo_feedback(course: Course, assignment: str, results: list[parallel.Result]) -> bool:
+    """Write every graded student's feedback page; none may contain a hidden test line."""
+    from graders import feedback as feedback_mod
+
+    grades = course.grades(assignment)
+    secrets = feedback_mod.secret_lines(
+        notebooks.read(course.source_path(assignment)),
+        notebooks.read(course.release_path(assignment)),
+    )
+    leaks = []
+    for result in results:
+        if result.graded and result.student in grades:
+            fb = feedback_mod.write_feedback(
+                course, assignment, result.student, grades[result.student]
+            )
+            html = fb.path.read_text()
+            leaks += [result.student for line in secrets if line in html][:1]
+    print(
+        f"  feedback: {course.root / 'feedback'}/<student>/{assignment}/{assignment}.html"
+        f"; hidden test lines found in feedback: {len(leaks)}"
+    )
+    return not leaks
 
 
 def _failures(log: str) -> str:
@@ -235,13 +298,19 @@ def main(argv: list[str] | None = None) -> int:
         if name == "grades":
             p.add_argument("--csv", default="reports/grades.csv", help="where to write the CSV")
         if name == "release":
-            p.add_argument("--zip", action="store_true",
-                           help="also write reports/release/<a>.zip for students")
+            p.add_argument(
+                "--zip", action="store_true", help="also write reports/release/<a>.zip for students"
+            )
+            p.add_argument(
+                "--db-url", help="gradebook URL, e.g. PostgreSQL (default: <root>/gradebook.db)"
+            )
         if name == "feedback":
             p.add_argument("--student", help="only this student")
         if name == "export":
             p.add_argument("--csv", help="where to write the CSV (default: reports/gradebook.csv)")
-            p.add_argument("--db-url", help="gradebook URL (default: sqlite:///<root>/gradebook.db)")
+            p.add_argument(
+                "--db-url", help="gradebook URL (default: sqlite:///<root>/gradebook.db)"
+            )
     p = verbs.add_parser("collect", help=cmd_collect.__doc__, description=cmd_collect.__doc__)
     p.add_argument("source", help="a folder or a .zip export of a learning platform")
     p.add_argument("--assignment", help="collect only this assignment's notebooks")
