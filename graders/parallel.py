@@ -510,22 +510,36 @@ def autograde_command(ctx: _Context, job: Job, scratch: Path) -> list[str]:
 
 def grade_in_scratch(ctx: _Context, job: Job, slot: Slot, refused: str = "") -> tuple[Result, Path]:
     """Grade ``job`` with the real ``nbgrader autograde`` in a private scratch course, with
-    ``slot``'s threads and GPU; returns its result (no score yet) and the scratch course."""
+    ``slot``'s threads and GPU; returns its result (no score yet) and the scratch course.
+
+    A run that crashed on its own (not killed by a limit) is graded once more from scratch: on
+    a busy machine a kernel can fail to start or answer in time, which is not the student's
+    doing. A second crash is final (the reason says it happened twice).
+    """
     scratch = ctx.scratch_root / f"{job.assignment}--{job.student}"
-    prepare_scratch(ctx.course, job, ctx.templates[job.assignment], scratch)
-    env = Course._env({**slot.env(), **ctx.extra_env})
-    run = run_limited(
-        autograde_command(ctx, job, scratch),
-        scratch,
-        env,
-        ctx.notebook_timeout,
-        ctx.memory_mb,
-        scratch / "nbgrader.log",
-        ctx.stop,
-    )
-    written = (scratch / "autograded" / job.student / job.assignment).is_dir()
-    status, reason = classify(run, written, refused)
-    return Result(job.assignment, job.student, status, reason, seconds=run.seconds), scratch
+    seconds = 0.0
+    for attempt in (1, 2):
+        if attempt == 2:
+            force_rmtree(scratch)
+        prepare_scratch(ctx.course, job, ctx.templates[job.assignment], scratch)
+        env = Course._env({**slot.env(), **ctx.extra_env})
+        run = run_limited(
+            autograde_command(ctx, job, scratch),
+            scratch,
+            env,
+            ctx.notebook_timeout,
+            ctx.memory_mb,
+            scratch / "nbgrader.log",
+            ctx.stop,
+        )
+        seconds += run.seconds
+        written = (scratch / "autograded" / job.student / job.assignment).is_dir()
+        status, reason = classify(run, written, refused)
+        if status != CRASHED or run.killed or ctx.stop():
+            break
+    if attempt == 2 and status == CRASHED:
+        reason = f"{reason} (crashed twice)"
+    return Result(job.assignment, job.student, status, reason, seconds=seconds), scratch
 
 
 def submission_scores(url: str, job: Job) -> tuple[float, float, list[str]] | None:

@@ -226,7 +226,10 @@ def test_parallel_grading_equals_serial_nbgrader(tiny_released, tmp_path):
     print(f"parallel: {len(results)} submissions in {time.monotonic() - start:.0f} s")
 
     status = {r.student: r.status for r in results}
-    assert status == {**dict.fromkeys(kinds, GRADED), "corrupt": REFUSED, "missing": MISSING}
+    reasons = {r.student: f"{r.status}: {r.reason}" for r in results if r.status != GRADED}
+    assert status == {**dict.fromkeys(kinds, GRADED), "corrupt": REFUSED, "missing": MISSING}, (
+        reasons
+    )
     assert not [r for r in results if "locked" in r.reason]
     got, want = _scores(course), _scores(serial)
     assert set(got) == set(want) == {*kinds, "corrupt"}  # no missing rows, none extra
@@ -286,3 +289,35 @@ def test_cli_errors_are_one_line_and_exit_code_says_not_all_graded(
     out, err = capsys.readouterr()
     assert "ghost" in out and "missing" in out and "folder empty" in out
     assert "UNSANDBOXED (--no-sandbox)" in err and out.startswith("# UNSANDBOXED")
+
+
+# ------------------------------------------------------------------ crashed runs: one retry
+def _dies_first(nb, marker: Path | None):
+    """``nb`` with a first code cell that kills the kernel (only while ``marker`` is absent,
+    creating it, when a marker is given)."""
+    import nbformat
+
+    if marker is None:
+        code = "import os\nos._exit(3)"
+    else:
+        code = (
+            f"import os, pathlib\n_m = pathlib.Path({str(marker)!r})\n"
+            "if not _m.exists():\n    _m.touch()\n    os._exit(3)"
+        )
+    nb.cells.insert(0, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def test_a_crashed_run_is_graded_once_more_and_a_second_crash_is_final(tiny_released, tmp_path):
+    course = copy_course(tiny_released, tmp_path / "c")
+    # the marker lives outside the sandbox's reach, so this runs unsandboxed on purpose
+    course.submit("flaky", ASSIGNMENT, _dies_first(submission(course), tmp_path / "died"))
+    course.submit("broken", ASSIGNMENT, _dies_first(submission(course), None))
+    settings = parallel.Settings(workers=2, cell_timeout=20, progress=False, sandbox=False)
+    jobs = parallel.select_jobs(course, [ASSIGNMENT])
+    results = {r.student: r for r in parallel.autograde(course, jobs, settings)}
+    assert (tmp_path / "died").exists()  # the flaky kernel really died on its first run
+    assert results["flaky"].status == GRADED
+    assert results["flaky"].score == results["flaky"].max_score > 0
+    assert results["broken"].status == CRASHED
+    assert results["broken"].reason.endswith("(crashed twice)")
