@@ -34,19 +34,12 @@ from dlworkshop.device import get_device, seed_everything  # noqa: E402
 CARD = "MODEL_CARD.md"
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    """Grey glyph batch -> the 3-channel normalised input :func:`transfer.to_resnet_input` makes."""
-    mean = torch.tensor(transfer.IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(transfer.IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x.expand(-1, 3, -1, -1) - mean) / std
-
-
 @torch.no_grad()
 def _accuracy(model, images: torch.Tensor, labels: torch.Tensor, batch: int = 2048) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(images), batch):
-        logits = model(_normalise(images[i : i + batch]))
+        logits = model(transfer.to_resnet_input(images[i : i + batch]))
         correct += (logits.argmax(1) == labels[i : i + batch]).sum().item()
     model.train()
     return correct / len(images)
@@ -93,7 +86,7 @@ def train(args: argparse.Namespace) -> None:
     for step in range(1, args.steps + 1):
         x, y = stream.batch(args.batch_size)
         with autocast:
-            loss = F.cross_entropy(model(_normalise(x)), y, label_smoothing=0.1)
+            loss = F.cross_entropy(model(transfer.to_resnet_input(x)), y, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -151,7 +151,8 @@ def load_pretrained_resnet18(
 
 def to_resnet_input(X: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Grey images in [0, 1] (``(N, 784)``, ``(N, 28, 28)`` or ``(N, 1, H, W)``) as normalised
-    ``(N, 3, 32, 32)`` float32 tensors: centred on a black 32 x 32 canvas, grey copied to RGB."""
+    ``(N, 3, 32, 32)`` float32 tensors (on the input's device): centred on a black 32 x 32
+    canvas, grey copied to RGB."""
     x = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).float()
     if x.ndim == 2:
         side = int(round(x.shape[1] ** 0.5))
@@ -165,8 +166,8 @@ def to_resnet_input(X: np.ndarray | torch.Tensor) -> torch.Tensor:
         top, left = (IMAGE_SIZE - h) // 2, (IMAGE_SIZE - w) // 2
         x = F.pad(x, (left, IMAGE_SIZE - w - left, top, IMAGE_SIZE - h - top))
     x = x.expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous()
 
 
