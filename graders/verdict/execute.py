@@ -1,0 +1,286 @@
+"""Executing a notebook with its test cells on the trusted side.
+
+:func:`run_cells` is the loop both entry points share: every cell that is not a test runs in the
+student's kernel as nbclient runs it; every test cell runs in a :class:`TrustedRunner` that
+reaches the kernel through a :class:`~graders.verdict.remote.Bridge` (see the package docstring).
+
+* :class:`VerdictExecute` is nbgrader's ``Execute`` preprocessor with that loop. The course
+  configuration puts it in ``Autograde.autograde_preprocessors``, so that ``nbgrader autograde``
+  (command line, formgrader, ``python -m graders autograde``) grades this way. It takes the test
+  cells' code and the setup cells from the gradebook (nbgrader's own copy of the source, hidden
+  tests included), never from the submission.
+* :func:`execute` runs a notebook that carries its tests itself (a source notebook, as the
+  mutation proofs use it) the same way, without nbgrader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Enum, List, Unicode
+
+from graders.verdict.remote import HELLO_TIMEOUT_S, Bridge, BridgeBroken
+from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, TrustedRunner
+
+INSTALL_TIMEOUT_S = 60.0
+END_TIMEOUT_S = 15.0
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+class GradingSession:
+    """The agent in one student kernel, a bridge to it and the trusted runner."""
+
+    def __init__(
+        self,
+        client: NotebookClient,
+        setup: Sequence[str],
+        delimiters: tuple[str, str],
+        cell_timeout: float | None,
+    ) -> None:
+        self.client = client
+        self.cell_timeout = cell_timeout or 3600.0
+        km = client.km
+        folder = getattr(km, "agent_folder", None)
+        self._own_folder = None
+        if folder is None:
+            folder = self._own_folder = Path(tempfile.mkdtemp(prefix="graders-agent-"))
+        self.bridge = Bridge(Path(folder), interrupt=self._interrupt)
+        self.kc = km.blocking_client()
+        self.kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        self._install()
+        self.runner = TrustedRunner(self.bridge, setup, delimiters)
+
+    def _interrupt(self) -> None:
+        with contextlib.suppress(Exception):
+            run_sync(self.client.km.interrupt_kernel)()
+
+    def _install(self) -> None:
+        msg_id = self.kc.execute(self.bridge.install_code(), silent=True, store_history=False,
+                                 allow_stdin=False, stop_on_error=False)
+        reply = self._shell_reply(msg_id, INSTALL_TIMEOUT_S)
+        if reply is None:
+            self.bridge.dead = "the grading agent could not be started in the kernel (no reply)"
+        elif reply["content"].get("status") != "ok":
+            content = reply["content"]
+            self.bridge.dead = (
+                "the grading agent could not be started in the kernel: "
+                f"{content.get('ename')}: {content.get('evalue')}"
+            )
+
+    def _shell_reply(self, msg_id: str, timeout: float) -> dict | None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                msg = self.kc.get_shell_msg(timeout=min(0.5, max(0.01, end - time.monotonic())))
+            except Exception:  # noqa: BLE001 (queue.Empty, or the channel closed)
+                if not self._alive():
+                    return None
+                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return msg
+        return None
+
+    def _alive(self) -> bool:
+        try:
+            return bool(run_sync(self.client.km.is_alive)())
+        except Exception:  # noqa: BLE001
+            return False
+
+    def run_test(self, grade_id: str, source: str) -> TestResult:
+        """Run one test cell on the trusted side against the kernel's current state."""
+        bridge = self.bridge
+        if bridge.dead is not None:
+            return self.runner.failed_result(grade_id, "KernelUnavailable", bridge.dead)
+        token = secrets.token_hex(8)
+        msg_id = self.kc.execute(bridge.serve_code(token), silent=True, store_history=False,
+                                 allow_stdin=False, stop_on_error=False)
+        deadline = time.monotonic() + self.cell_timeout
+        answered: list[dict] = []
+
+        def stop() -> str | None:
+            if not answered:
+                try:
+                    msg = self.kc.get_shell_msg(timeout=0)
+                except Exception:  # noqa: BLE001 (nothing yet)
+                    msg = None
+                if msg and msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    answered.append(msg)
+            if answered:
+                c = answered[0]["content"]
+                return ("the kernel could not run the test: "
+                        f"{c.get('ename', 'error')}: {c.get('evalue', '')}".strip())
+            if not self._alive():
+                bridge.dead = "the kernel died"
+                return bridge.dead
+            return None
+
+        try:
+            bridge.wait_hello(token, min(HELLO_TIMEOUT_S, self.cell_timeout), stop)
+        except BridgeBroken as err:
+            return self.runner.failed_result(grade_id, "KernelUnavailable", str(err))
+        bridge.begin_session(deadline)
+        try:
+            result = self.runner.run(grade_id, source)
+        finally:
+            bridge.end_session()
+        if not answered and bridge.dead is None:
+            if self._shell_reply(msg_id, END_TIMEOUT_S) is None:
+                bridge.dead = "the kernel stopped answering after a test"
+        return result
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.kc.stop_channels()
+        self.bridge.close()
+        if self._own_folder is not None:
+            shutil.rmtree(self._own_folder, ignore_errors=True)
+
+
+def run_cells(
+    client: NotebookClient,
+    tests: Mapping[str, str],
+    setup: Sequence[str] = (),
+    delimiters: tuple[str, str] = (BEGIN_HIDDEN, END_HIDDEN),
+    execute_cell: Any = None,
+) -> dict[str, TestResult]:
+    """Run ``client.nb`` in ``client``'s (started) kernel: test cells (``grade_id`` in ``tests``,
+    with that code) on the trusted side, every other cell in the kernel. Returns the test
+    results by grade_id; the cells' outputs are filled in as nbclient would."""
+    execute_cell = execute_cell or (lambda cell, index: client.execute_cell(cell, index))
+    timeout = client.timeout if client.timeout and client.timeout > 0 else None
+    session = GradingSession(client, setup, delimiters, timeout)
+    results: dict[str, TestResult] = {}
+    try:
+        for index, cell in enumerate(client.nb.cells):
+            gid = _grade_id(cell)
+            if cell.cell_type == "code" and gid in tests:
+                result = session.run_test(gid, tests[gid])
+                cell.outputs = result.outputs
+                cell.execution_count = None
+                results[gid] = result
+            else:
+                execute_cell(cell, index)
+    finally:
+        session.close()
+    return results
+
+
+# ---------------------------------------------------------------------------------- nbgrader
+class VerdictExecute(Execute):
+    """nbgrader's ``Execute`` with test cells run on the trusted side (see the module
+    docstring). Test code and setup cells come from the gradebook."""
+
+    sandbox = Enum(
+        ["auto", "on", "off"],
+        default_value="auto",
+        help="run student kernels in the bubblewrap sandbox (graders.sandbox): 'on' requires it, "
+        "'auto' uses it when it works here (and logs a warning when it does not), 'off' never",
+    ).tag(config=True)
+
+    setup_cells = List(
+        Unicode(),
+        default_value=["setup"],
+        help="grade_ids of read-only cells replayed on the trusted side before the tests "
+        "(imports, seeds, DEVICE), so that test code uses the grader's own modules",
+    ).tag(config=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "kernel_manager_class" not in kwargs:
+            self.kernel_manager_class = self._manager_class()
+
+    def _manager_class(self) -> type:
+        from graders import sandbox
+
+        if self.sandbox == "off":
+            return AsyncKernelManager
+        status = sandbox.sandbox_status()
+        if status.available:
+            return sandbox.SandboxKernelManager
+        if self.sandbox == "on":
+            raise sandbox.SandboxUnavailable(f"cannot sandbox the kernels: {status.reason}")
+        self.log.warning("UNSANDBOXED: student code runs with your rights (%s)", status.reason)
+        return AsyncKernelManager
+
+    def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
+        tests, setup = self._definitions(resources)
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        with self.setup_kernel():
+            assert self.kc
+            info_msg = self.wait_for_reply(self.kc.kernel_info())
+            assert info_msg
+            self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            run_cells(self, tests, setup, self._delimiters(),
+                      execute_cell=lambda cell, index: self.preprocess_cell(cell, resources, index))
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+    def _delimiters(self) -> tuple[str, str]:
+        config = self.config.get("ClearHiddenTests", {})
+        return (config.get("begin_test_delimeter", BEGIN_HIDDEN),
+                config.get("end_test_delimeter", END_HIDDEN))
+
+    def _definitions(self, resources: Any) -> tuple[dict[str, str], list[str]]:
+        """The test cells' code and the setup cells' code, from the gradebook."""
+        from nbgrader.api import Gradebook
+
+        info = (resources or {}).get("nbgrader", {})
+        with Gradebook(info["db_url"]) as gb:
+            notebook = gb.find_notebook(info["notebook"], info["assignment"])
+            code_tests = {c.name for c in notebook.grade_cells if c.cell_type == "code"}
+            sources = {c.name: c.source for c in notebook.source_cells}
+        tests = {name: sources[name] for name in code_tests if name in sources}
+        setup = [sources[name] for name in self.setup_cells if name in sources]
+        return tests, setup
+
+
+# ---------------------------------------------------------------------------------- direct
+def execute(
+    nb: NotebookNode,
+    cwd: str | Path = ".",
+    timeout: int = 300,
+    env: Mapping[str, str] | None = None,
+    setup_cells: Sequence[str] = ("setup",),
+    kernel_manager_class: type = AsyncKernelManager,
+) -> tuple[NotebookNode, dict[str, TestResult]]:
+    """Run ``nb`` (test cells carrying their full code, e.g. a source notebook) with the test
+    cells on the trusted side, in a fresh kernel; errors allowed. Returns the executed notebook
+    and the test results."""
+    import os
+
+    tests = {
+        _grade_id(c): c.source
+        for c in nb.cells
+        if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    }
+    setup = [c.source for c in nb.cells if _grade_id(c) in setup_cells]
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
+        kernel_manager_class=kernel_manager_class,
+    )
+    results: dict[str, TestResult] = {}
+    with client.setup_kernel(env={**os.environ, **(env or {})}):
+        results = run_cells(client, tests, setup)
+    return client.nb, results
+

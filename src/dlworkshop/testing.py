@@ -1,0 +1,227 @@
+"""Helpers that test cells use to run things in *your* kernel.
+
+When you run a notebook yourself, the tests and your code share one Python process and these
+helpers simply call what they are given. When the course grades your notebook, the tests run in
+a separate, trusted process and reach your functions and objects through a narrow channel; an
+object your code must work on (a model, a data loader, an optimizer) then has to be made in your
+kernel, next to your code: ``student_side(transfer.resnet18)(num_classes=4)`` builds the ResNet
+there and gives the test a handle to it. Nothing here gives away an answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import Any, Protocol
+
+import torch
+
+
+class StudentKernel(Protocol):
+    """What the grader provides while a test cell runs (see ``graders.verdict``)."""
+
+    def owns(self, obj: object) -> bool: ...
+
+    def import_object(self, module: str, path: str) -> Any: ...
+
+    def place(self, value: Any) -> Any: ...
+
+    def fetch(self, obj: Any) -> Any: ...
+
+    def ship(self, obj: Any) -> Any: ...
+
+
+_kernel: StudentKernel | None = None
+
+
+def set_student_kernel(kernel: StudentKernel | None) -> StudentKernel | None:
+    """Install the grader's channel to the student's kernel (None: none); returns the previous.
+    Only the grader calls this."""
+    global _kernel
+    previous, _kernel = _kernel, kernel
+    return previous
+
+
+def _locate(obj: object) -> tuple[str, str]:
+    """``(module, attribute path)`` of a module, a module-level function or class, or a dotted
+    name such as ``"torch.nn.functional.conv2d"``."""
+    if isinstance(obj, str):
+        parts = obj.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            return ".".join(parts[:cut]), ".".join(parts[cut:])
+        raise ValueError(f"no module in {obj!r}")
+    if isinstance(obj, ModuleType):
+        return obj.__name__, ""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise TypeError(
+            f"student_side needs a module, a module-level function or class, or a dotted name; "
+            f"got {obj!r}"
+        )
+    return module, qualname
+
+
+def student_side(obj: Any) -> Any:
+    """``obj`` as the student's kernel has it: the same module, function or class, imported
+    there (a handle to it while grading; ``obj`` itself otherwise)."""
+    if _kernel is None or _kernel.owns(obj):
+        return obj if not isinstance(obj, str) else _import_here(obj)
+    return _kernel.import_object(*_locate(obj))
+
+
+def place(value: Any) -> Any:
+    """``value`` (data: arrays, tensors, numbers, containers of those) where your code runs:
+    while grading, a copy kept in your kernel (a handle to it); otherwise ``value`` itself. Use
+    it for an object your code must change in place, and :func:`fetch` to read it back."""
+    return value if _kernel is None else _kernel.place(value)
+
+
+def student_copy(obj: Any) -> Any:
+    """A copy of ``obj`` (a model, a data loader, an optimizer: anything PyTorch can save whose
+    classes your kernel can import) for your code to work on: made in your kernel while grading,
+    a deep copy otherwise. The test keeps ``obj`` to compute what to expect."""
+    if _kernel is None:
+        return copy.deepcopy(obj)
+    return _kernel.ship(obj)
+
+
+def fetch(obj: Any) -> Any:
+    """The current value of ``obj`` as data: ``obj`` itself, or, while grading, the data of the
+    object in your kernel that ``obj`` stands for."""
+    return obj if _kernel is None or not _kernel.owns(obj) else _kernel.fetch(obj)
+
+
+def _import_here(name: str) -> Any:
+    module, path = _locate(name)
+    value: Any = importlib.import_module(module)
+    for part in filter(None, path.split(".")):
+        value = getattr(value, part)
+    return value
+
+
+# ------------------------------------------------------------------------- procedures
+def _owner(name: str) -> tuple[Any, str]:
+    module, path = _locate(name)
+    if not path:
+        raise ValueError(f"{name!r} names a module, not a function")
+    owner: Any = importlib.import_module(module)
+    *parents, attr = path.split(".")
+    for part in parents:
+        owner = getattr(owner, part)
+    return owner, attr
+
+
+@contextlib.contextmanager
+def switched_off(names: Sequence[str], message: str) -> Iterator[None]:
+    """Inside the block, calling any of the functions ``names`` (dotted, e.g.
+    ``"torch.nn.functional.conv2d"``) raises ``AssertionError(message)``."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(message)
+
+    saved = []
+    try:
+        for name in names:
+            owner, attr = _owner(name)
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, refuse)
+        yield
+    finally:
+        for owner, attr, value in reversed(saved):
+            setattr(owner, attr, value)
+
+
+def call_without(
+    names: Sequence[str], message: str, func: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """``func(*args, **kwargs)`` with the functions ``names`` switched off (see
+    :func:`switched_off`): a test that asks you to write something yourself uses this."""
+    with switched_off(names, message):
+        return func(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------- instruments
+class SpyLinear(torch.nn.Module):
+    """A linear model that records how it is called: the mode (``training``), whether
+    gradients were tracked, and the device and dtype of every input batch."""
+
+    def __init__(self, in_features: int = 6, num_classes: int = 3) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(in_features, num_classes)
+        self.modes: list[bool] = []
+        self.grad_enabled: list[bool] = []
+        self.devices: list[str] = []
+        self.dtypes: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        self.grad_enabled.append(torch.is_grad_enabled())
+        self.devices.append(str(x.device))
+        self.dtypes.append(str(x.dtype).removeprefix("torch."))
+        return self.lin(x)
+
+
+def toy_data(
+    n: int = 20, in_features: int = 6, num_classes: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, y)``: ``n`` random inputs and labels, the same for the same arguments."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, in_features, generator=gen)
+    return X, torch.randint(0, num_classes, (n,), generator=gen)
+
+
+def tensor_loader(X: Any, y: Any, batch_size: int) -> torch.utils.data.DataLoader:
+    """A loader over ``(X, y)`` in order (no shuffling), batches of ``batch_size``."""
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X, y), batch_size=batch_size
+    )
+
+
+def toy_loader(
+    n: int = 20, in_features: int = 6, num_classes: int = 3, batch: int = 5, seed: int = 0
+) -> torch.utils.data.DataLoader:
+    """:func:`tensor_loader` over :func:`toy_data`."""
+    return tensor_loader(*toy_data(n, in_features, num_classes, seed), batch)
+
+
+def fill_grads(model: torch.nn.Module, value: float) -> None:
+    """Give every parameter of ``model`` a gradient full of ``value`` (stale gradients)."""
+    for p in model.parameters():
+        p.grad = torch.full_like(p, value)
+
+
+def loss_gradients(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor | None]:
+    """Each parameter's gradient of the mean cross-entropy of ``model(x)`` against ``y``, from
+    zero (``model.zero_grad()`` first): None where no gradient reaches a parameter."""
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    return {n: None if p.grad is None else p.grad.detach().clone()
+            for n, p in model.named_parameters()}
+
+
+def forward_on(device: str | torch.device, model: torch.nn.Module, x: torch.Tensor) -> Any:
+    """``model(x)`` with ``x`` moved to ``device`` first (the model is expected there)."""
+    return model(torch.as_tensor(x).to(device))
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, X: Any, device: str | torch.device, batch_size: int = 256
+) -> torch.Tensor:
+    """The class ``model`` predicts for every input of ``X`` (in eval mode, in batches, on
+    ``device``), on the CPU."""
+    model.eval()
+    X = torch.as_tensor(X)
+    out = [model(X[i:i + batch_size].to(device)).argmax(1).cpu()
+           for i in range(0, len(X), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
