@@ -19,7 +19,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 c.CourseDirectory.course_id = "dl-models-python-s5"
 # Data files an assignment ships next to its notebook are copied into the release; nothing else.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+# source/<a>/grading/ (mutants, calibration) is never copied: not to release/, not to autograded/.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "grading"]
 
 # Students see this in every stub; the `raise` is what makes an untouched stub score zero.
 c.ClearSolutions.code_stub = {

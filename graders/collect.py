@@ -47,10 +47,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import nbformat
 
 from graders import notebooks
+
+if TYPE_CHECKING:
+    from graders.course import Course
 
 MAX_BYTES = 100 * 1024 * 1024  # nbgrader's own CourseDirectory.max_file_size
 JUNK = {"__MACOSX", ".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -442,3 +446,11 @@ def _run(
 def course_grade_ids(source_notebooks: dict[str, Path]) -> dict[str, set[str]]:
     """Per assignment, the nbgrader grade ids of its source notebook (for content matching)."""
     return {a: _grade_ids(notebooks.read(p)) for a, p in source_notebooks.items()}
+
+
+def collect_into(course: Course, source: Path, only: str | None = None) -> CollectReport:
+    """:func:`collect` into ``course``'s ``submitted/``, for its assignments (matched by name,
+    folder or the grade ids of their source notebooks)."""
+    known = course.assignments()
+    ids = course_grade_ids({a: course.source_path(a) for a in known})
+    return collect(Path(source), course.folder("submitted"), known, ids, only=only)

@@ -1,86 +1,170 @@
-"""An nbgrader course folder, driven through the real ``nbgrader`` commands."""
+"""An nbgrader course folder: its settings, its paths, and the real ``nbgrader`` commands.
+
+A :class:`Course` reads ``nbgrader_config.py`` once (:mod:`graders.settings`) and answers every
+path from nbgrader's own folder names; the gradebook URL it uses is the configured one
+(``c.CourseDirectory.db_url``, default ``<root>/gradebook.db``) unless one is given, and every
+nbgrader command it runs and every gradebook read (:mod:`graders.gradebook`) uses that URL.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
-from graders import notebooks
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from graders import gradebook, notebooks
+from graders import settings as settings_mod
+from graders.gradebook import CellGrade, SubmissionGrade
+from graders.settings import REPO_ROOT, CourseSettings
+
+__all__ = ["COURSE_FILES", "REPO_ROOT", "CellGrade", "Course", "NbgraderError",
+           "SubmissionGrade", "nbgrader_env"]
+
 COURSE_FILES = ("nbgrader_config.py", "source")
+#: the folder of ``source/<a>/`` with what only graders use (mutants, calibration); nbgrader
+#: copies none of it (``CourseDirectory.ignore``)
+GRADING_FOLDER = "grading"
 
 
 class NbgraderError(RuntimeError):
     """An nbgrader command failed; the message carries its output."""
 
 
-@dataclass
-class CellGrade:
-    """One graded cell of one submission, as the gradebook has it."""
+def nbgrader_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for an nbgrader process, ``extra`` merged over it.
 
-    grade_id: str
-    score: float
-    max_score: float
-    needs_manual_grade: bool = False
-
-
-@dataclass
-class SubmissionGrade:
-    """All graded cells of one student's notebook."""
-
-    student: str
-    assignment: str
-    cells: dict[str, CellGrade] = field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        return sum(c.score for c in self.cells.values())
-
-    @property
-    def max_score(self) -> float:
-        return sum(c.max_score for c in self.cells.values())
-
-    def failed(self) -> list[str]:
-        """The test cells that did not earn full marks."""
-        return [g for g, c in self.cells.items() if c.score < c.max_score]
+    nbgrader calls ``alembic`` by name: the interpreter's bin folder goes first on PATH.
+    """
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {**os.environ, "PATH": f"{bindir}{os.pathsep}{path}", **(extra or {})}
 
 
 class Course:
-    """The course rooted at ``root`` (where ``nbgrader_config.py`` lives).
+    """The course whose ``nbgrader_config.py`` lies in ``root`` (default: this repository).
 
-    ``db_url`` is its gradebook (any SQLAlchemy URL nbgrader accepts, e.g. PostgreSQL); every
-    nbgrader command run through :meth:`nbgrader` uses it. Default: ``<root>/gradebook.db``.
+    ``db_url`` overrides the configured gradebook (any SQLAlchemy URL nbgrader accepts, e.g.
+    PostgreSQL). The configuration is read on first use and then kept (:attr:`settings`).
     """
 
-    def __init__(self, root: str | Path = REPO_ROOT, db_url: str | None = None) -> None:
-        self.root = Path(root).resolve()
-        self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
+    def __init__(
+        self,
+        root: str | Path = REPO_ROOT,
+        db_url: str | None = None,
+        settings: CourseSettings | None = None,
+    ) -> None:
+        self._folder = Path(root).resolve()
+        self._db_url = db_url
+        if settings is not None:
+            self.__dict__["settings"] = settings
+
+    @functools.cached_property
+    def settings(self) -> CourseSettings:
+        """What nbgrader's configuration says about this course (read once)."""
+        return settings_mod.load(self._folder, self._db_url)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @property
+    def config_file(self) -> Path:
+        """The course's ``nbgrader_config.py`` (in the folder the course was opened at)."""
+        return self._folder / settings_mod.CONFIG_FILE
+
+    @property
+    def db_url(self) -> str:
+        return self.settings.db_url
 
     # ----------------------------------------------------------------- layout
+    def folder(self, step: str, student: str = ".", assignment: str = ".") -> Path:
+        """nbgrader's folder for a step (``"source"``, ``"release"``, ``"submitted"``,
+        ``"autograded"``, ``"feedback"``: mapped through the configured folder names)."""
+        names = {
+            "source": self.settings.source_directory,
+            "release": self.settings.release_directory,
+            "submitted": self.settings.submitted_directory,
+            "autograded": self.settings.autograded_directory,
+            "feedback": self.settings.feedback_directory,
+        }
+        return self.settings.folder(names[step], student, assignment)
+
     def assignments(self) -> list[str]:
         """Assignments in ``source/``: folders holding a notebook of the same name."""
-        src = self.root / "source"
+        src = self.folder("source")
+        if not src.is_dir():
+            return []
         return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
     def source_path(self, assignment: str) -> Path:
-        return self.root / "source" / assignment / f"{assignment}.ipynb"
+        return self.folder("source", ".", assignment) / f"{assignment}.ipynb"
+
+    def grading_folder(self, assignment: str) -> Path:
+        """``source/<a>/grading/``: the assignment's mutants, sample settings, calibration."""
+        return self.folder("source", ".", assignment) / GRADING_FOLDER
+
+    def grading_file(self, assignment: str, name: str) -> dict:
+        """``source/<a>/grading/<name>.toml`` read as a dict (empty when there is none):
+        ``mutations`` (mutants, alternatives, sample settings), ``calibration`` (metrics code,
+        time budget)."""
+        path = self.grading_folder(assignment) / f"{name}.toml"
+        if not path.is_file():
+            return {}
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
 
     def release_path(self, assignment: str) -> Path:
-        return self.root / "release" / assignment / f"{assignment}.ipynb"
+        return self.folder("release", ".", assignment) / f"{assignment}.ipynb"
 
     def submission_path(self, student: str, assignment: str) -> Path:
-        return self.root / "submitted" / student / assignment / f"{assignment}.ipynb"
+        return self.folder("submitted", student, assignment) / f"{assignment}.ipynb"
 
     def autograded_path(self, student: str, assignment: str) -> Path:
-        return self.root / "autograded" / student / assignment / f"{assignment}.ipynb"
+        return self.folder("autograded", student, assignment) / f"{assignment}.ipynb"
+
+    def feedback_path(self, student: str, assignment: str) -> Path:
+        """The feedback page of a student's assignment: ``feedback/<s>/<a>/<a>.html``."""
+        return self.folder("feedback", student, assignment) / f"{assignment}.html"
+
+    @property
+    def reports(self) -> Path:
+        """``reports/``: what graders writes for the instructor (CSV, plots, zips)."""
+        return self.root / "reports"
+
+    def submitted_students(self) -> list[str]:
+        """Every student with a folder in ``submitted/``, sorted."""
+        return self._students_in(self.folder("submitted"))
+
+    def autograded_students(self, assignment: str) -> list[str]:
+        """Students with an autograded notebook of ``assignment``, sorted."""
+        return [
+            s for s in self._students_in(self.folder("autograded"))
+            if self.autograded_path(s, assignment).is_file()
+        ]
+
+    @staticmethod
+    def _students_in(folder: Path) -> list[str]:
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def cell_order(self, assignment: str) -> list[str] | None:
+        """The grade ids of the source notebook in notebook order (None without a source)."""
+        path = self.source_path(assignment)
+        if not path.is_file():
+            return None
+        return [g for g in map(notebooks.grade_id, notebooks.read(path).cells) if g]
 
     @classmethod
     def scratch(cls, dest: str | Path, origin: str | Path = REPO_ROOT) -> Course:
@@ -96,12 +180,13 @@ class Course:
         return cls(dest)
 
     # --------------------------------------------------------------- nbgrader
-    @staticmethod
-    def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-        # nbgrader calls `alembic` by name: the interpreter's bin folder must be on PATH.
-        bindir = str(Path(sys.executable).parent)
-        path = os.environ.get("PATH", "")
-        return {**os.environ, "PATH": f"{bindir}{os.pathsep}{path}", **(extra or {})}
+    def nbgrader_args(self) -> list[str]:
+        """What every nbgrader command of this course gets: the root, and the gradebook URL
+        when it was given rather than configured (a configured one nbgrader reads itself)."""
+        args = [f"--CourseDirectory.root={self.root}"]
+        if self.settings.db_url_from == "option":
+            args.append(f"--CourseDirectory.db_url={self.db_url}")
+        return args
 
     def nbgrader(
         self,
@@ -111,11 +196,11 @@ class Course:
         check: bool = True,
     ) -> subprocess.CompletedProcess:
         """Run ``nbgrader ARGS`` in the course root; raise NbgraderError if it fails (``check``)."""
-        cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={self.db_url}"]
+        cmd = [sys.executable, "-m", "nbgrader", *args, *self.nbgrader_args()]
         proc = subprocess.run(
             cmd,
             cwd=self.root,
-            env=self._env(env),
+            env=nbgrader_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -155,43 +240,15 @@ class Course:
             args.append(f"--student={student}")
         return self.nbgrader(*args, env=env, check=False)
 
+    # -------------------------------------------------------------- gradebook
     def remove_students(self, students: list[str]) -> None:
         """Delete these students and all their submissions from the gradebook (if present)."""
-        from nbgrader.api import Gradebook, MissingEntry
-
-        sqlite_file = self.db_url.removeprefix("sqlite:///")
-        if sqlite_file != self.db_url and not Path(sqlite_file).exists():
-            return
-        with Gradebook(self.db_url) as gb:
-            for student in students:
-                try:
-                    gb.remove_student(student)
-                except MissingEntry:
-                    pass
+        gradebook.remove_students(self.db_url, students)
 
     def grades(self, assignment: str) -> dict[str, SubmissionGrade]:
-        """Per student, the auto-graded scores of ``assignment`` from the gradebook."""
-        from nbgrader.api import Gradebook, MissingEntry
-
-        result = {}
-        with Gradebook(self.db_url) as gb:
-            for student in gb.students:
-                try:
-                    nb = gb.find_submission_notebook(assignment, assignment, student.id)
-                except MissingEntry:
-                    continue
-                sub = SubmissionGrade(student.id, assignment)
-                for grade in nb.grades:
-                    if grade.cell_type != "code":
-                        continue
-                    sub.cells[grade.name] = CellGrade(
-                        grade.name,
-                        float(grade.score or 0),
-                        float(grade.max_score),
-                        bool(grade.needs_manual_grade),
-                    )
-                result[student.id] = sub
-        return result
+        """Per student with a submission, the grade of ``assignment`` in the gradebook (cells
+        in notebook order). FileNotFoundError when the gradebook is a missing SQLite file."""
+        return gradebook.read_grades(self.db_url, assignment, self.cell_order(assignment))
 
     # ---------------------------------------------------------------- samples
     def reference_submission(self, assignment: str, **kwargs: object) -> NotebookNode:

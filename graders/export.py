@@ -2,10 +2,11 @@
 
 - :func:`zip_release` packs ``release/<a>/`` (notebook and data files, nothing else) into
   ``reports/release/<a>.zip`` for upload to a learning platform.
-- :func:`read_gradebook` reads nbgrader's gradebook (SQLite or PostgreSQL URL) through its own
-  API into one :class:`GradeRow` per student x assignment; :func:`write_csv`,
-  :func:`cell_failures` and :func:`plot_distribution` turn the rows into the CSV, the per test
-  cell failure shares and the score histograms of ``python -m graders export``.
+- :func:`read_gradebook` reads the gradebook (:func:`graders.gradebook.read_all`) into one
+  :class:`~graders.gradebook.SubmissionGrade` per student x assignment; :func:`write_csv`,
+  :func:`cell_failures` and :func:`plot_distribution` turn them into the CSV, the per test
+  cell failure shares and the score histograms; :func:`write_reports` does all of it for
+  ``python -m graders export``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import csv
 import fnmatch
 import math
 import zipfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from graders import notebooks
+from graders import gradebook
 from graders.course import Course
+from graders.gradebook import SubmissionGrade
 
 # Never shipped to students even if they lie in release/<a>/ (editor and Python droppings).
 RELEASE_ZIP_IGNORE = (".ipynb_checkpoints", "__pycache__", "*.pyc", ".DS_Store", "gradebook.db*")
@@ -30,8 +32,8 @@ ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 # ------------------------------------------------------------------------------ release zip
 def release_files(course: Course, assignment: str) -> list[Path]:
     """The files of ``release/<a>/`` a student gets, relative to ``release/``, sorted."""
-    base = course.root / "release"
-    folder = base / assignment
+    folder = course.folder("release", ".", assignment)
+    base = folder.parent
     if not course.release_path(assignment).is_file():
         raise FileNotFoundError(
             f"{course.release_path(assignment)} does not exist: run `python -m graders release`"
@@ -52,7 +54,7 @@ def zip_release(course: Course, assignment: str, dest_dir: Path | None = None) -
     The archive holds exactly the files of ``release/<a>/`` (see :func:`release_files`), under
     the folder name ``<a>/``, with fixed timestamps. Returns the zip's path.
     """
-    dest_dir = dest_dir or course.root / "reports" / "release"
+    dest_dir = dest_dir or course.reports / "release"
     dest_dir.mkdir(parents=True, exist_ok=True)
     out = dest_dir / f"{assignment}.zip"
     tmp = out.with_suffix(".zip.tmp")
@@ -61,96 +63,41 @@ def zip_release(course: Course, assignment: str, dest_dir: Path | None = None) -
             info = zipfile.ZipInfo(rel.as_posix(), date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, (course.root / "release" / rel).read_bytes())
+            zf.writestr(info, (course.folder("release") / rel).read_bytes())
     tmp.replace(out)
     return out
 
 
 # -------------------------------------------------------------------------------- gradebook
-@dataclass
-class GradeRow:
-    """One student's grade for one assignment (zero and no cells when not submitted)."""
-
-    assignment: str
-    student: str
-    submitted: bool
-    score: float
-    max_score: float
-    cells: dict[str, float] = field(default_factory=dict)  # grade_id -> score (submitted only)
-    cell_max: dict[str, float] = field(default_factory=dict)  # grade_id -> max score
-    test_cells: list[str] = field(default_factory=list)  # auto-graded code cells, in order
-
-
-def _cell_order(course: Course | None, assignment: str, names: Iterable[str]) -> list[str]:
-    """Grade cells in notebook order when the source notebook is at hand, else by name."""
-    names = list(names)
-    if course is not None and course.source_path(assignment).is_file():
-        source = notebooks.read(course.source_path(assignment))
-        order = [notebooks.grade_id(c) for c in source.cells]
-        pos = {gid: i for i, gid in enumerate(order) if gid}
-        return sorted(names, key=lambda n: (pos.get(n, len(pos)), n))
-    return sorted(names)
-
-
 def read_gradebook(
     db_url: str, assignments: Sequence[str] | None = None, course: Course | None = None
-) -> list[GradeRow]:
-    """One row per student x assignment of the gradebook at ``db_url`` (nbgrader's API).
-
-    ``assignments`` limits the rows (default: all in the gradebook); ``course`` only orders the
-    cells as in the source notebook. Scores are nbgrader's (manual score over auto score).
-    """
-    from nbgrader.api import Gradebook, MissingEntry
-
-    sqlite_file = db_url.removeprefix("sqlite:///")
-    if sqlite_file != db_url and not Path(sqlite_file).is_file():
-        raise FileNotFoundError(f"no gradebook at {sqlite_file}")  # nbgrader would create one
-    rows = []
-    with Gradebook(db_url) as gb:
-        known = [a.name for a in gb.assignments]
-        chosen = known if assignments is None else [a for a in assignments if a in known]
-        students = sorted(s.id for s in gb.students)
-        for assignment in chosen:
-            definition = gb.find_assignment(assignment)
-            cell_max, code_cells = {}, set()
-            for nb in definition.notebooks:
-                for cell in nb.grade_cells:
-                    cell_max[cell.name] = float(cell.max_score)
-                    if cell.cell_type == "code":
-                        code_cells.add(cell.name)
-            order = _cell_order(course, assignment, cell_max)
-            cell_max = {name: cell_max[name] for name in order}
-            tests = [name for name in order if name in code_cells]
-            total_max = sum(cell_max.values())
-            for student in students:
-                try:
-                    sub = gb.find_submission(assignment, student)
-                except MissingEntry:
-                    rows.append(GradeRow(assignment, student, False, 0.0, total_max,
-                                         {}, cell_max, tests))
-                    continue
-                cells = {g.name: float(g.score or 0) for nb in sub.notebooks for g in nb.grades}
-                cells = {name: cells.get(name, 0.0) for name in order}
-                rows.append(GradeRow(assignment, student, True, sum(cells.values()), total_max,
-                                     cells, cell_max, tests))
-    return rows
+) -> list[SubmissionGrade]:
+    """One grade per student x assignment of the gradebook at ``db_url`` (see
+    :func:`graders.gradebook.read_all`): scores are nbgrader's (manual over automatic), status
+    ``missing`` for a student without a submission, ``flagged`` with the stored flags.
+    ``course`` only orders the cells as in its source notebooks."""
+    return gradebook.read_all(db_url, assignments, course.cell_order if course else None)
 
 
-def write_csv(rows: Sequence[GradeRow], path: Path) -> Path:
-    """The rows as CSV: assignment, student, submitted, score, max_score, then one column per
-    grade cell (``<grade_id>``, empty where the cell is not part of the row's assignment or the
-    student did not submit)."""
+def write_csv(rows: Sequence[SubmissionGrade], path: Path) -> Path:
+    """The rows as CSV: assignment, student, submitted, status, reason, score, max_score, then
+    one column per grade cell (``<grade_id>``, empty where the cell is not part of the row's
+    assignment or the student did not submit)."""
     columns: list[str] = []
     for row in rows:
-        columns += [c for c in row.cell_max if c not in columns]
+        columns += [c for c in row.cells if c not in columns]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["assignment", "student", "submitted", "score", "max_score", *columns])
+        writer.writerow(["assignment", "student", "submitted", "status", "reason", "score",
+                         "max_score", *columns])
         for row in rows:
-            scores = [_num(row.cells[c]) if c in row.cells else "" for c in columns]
-            writer.writerow([row.assignment, row.student, int(row.submitted), _num(row.score),
-                             _num(row.max_score), *scores])
+            scores = [
+                _num(row.cells[c].score) if c in row.cells and row.in_gradebook else ""
+                for c in columns
+            ]
+            writer.writerow([row.assignment, row.student, int(row.in_gradebook), row.status,
+                             row.reason, _num(row.score), _num(row.max_score), *scores])
     return path
 
 
@@ -173,18 +120,20 @@ class CellFailure:
         return self.failed / self.submitted if self.submitted else 0.0
 
 
-def cell_failures(rows: Sequence[GradeRow]) -> list[CellFailure]:
+def cell_failures(rows: Sequence[SubmissionGrade]) -> list[CellFailure]:
     """Per auto-graded test cell, the share of submitting students below full marks.
 
     Sorted by failure share (highest first), then assignment and notebook order.
     """
     result = []
     for assignment in dict.fromkeys(r.assignment for r in rows):
-        subs = [r for r in rows if r.assignment == assignment and r.submitted]
+        subs = [r for r in rows if r.assignment == assignment and r.in_gradebook]
         first = next(r for r in rows if r.assignment == assignment)
-        for cell in first.test_cells:
-            failed = sum(1 for r in subs if r.cells.get(cell, 0.0) < first.cell_max[cell])
-            result.append(CellFailure(assignment, cell, first.cell_max[cell], len(subs), failed))
+        failed = [set(r.failed()) for r in subs]
+        for name, cell in first.cells.items():
+            if cell.test:
+                lost = sum(name in f for f in failed)
+                result.append(CellFailure(assignment, name, cell.max_score, len(subs), lost))
     order = {id(f): i for i, f in enumerate(result)}
     return sorted(result, key=lambda f: (-f.share, order[id(f)]))
 
@@ -217,7 +166,9 @@ def format_failures(failures: Sequence[CellFailure]) -> str:
     return "\n".join(lines)
 
 
-def score_histogram(rows: Sequence[GradeRow], assignment: str) -> tuple[list[int], list[float]]:
+def score_histogram(
+    rows: Sequence[SubmissionGrade], assignment: str
+) -> tuple[list[int], list[float]]:
     """Counts and bin edges of the submitted total scores of ``assignment``: one bin per whole
     point (centred on it) up to 20 points, else 20 equal bins from 0 to the maximum."""
     import numpy as np
@@ -228,11 +179,11 @@ def score_histogram(rows: Sequence[GradeRow], assignment: str) -> tuple[list[int
         edges = np.arange(-0.5, math.floor(top) + 1.0, 1.0)
     else:
         edges = np.linspace(0.0, top, 21)
-    counts, edges = np.histogram([r.score for r in rows if r.submitted], bins=edges)
+    counts, edges = np.histogram([r.score for r in rows if r.in_gradebook], bins=edges)
     return [int(c) for c in counts], [float(e) for e in edges]
 
 
-def plot_distribution(rows: Sequence[GradeRow], path: Path) -> Path:
+def plot_distribution(rows: Sequence[SubmissionGrade], path: Path) -> Path:
     """A PNG with one histogram of total scores per assignment (matplotlib, Agg backend)."""
     import matplotlib
 
@@ -246,7 +197,7 @@ def plot_distribution(rows: Sequence[GradeRow], path: Path) -> Path:
         counts, edges = score_histogram(rows, assignment)
         ax.stairs(counts, edges, fill=True)
         n = sum(counts)
-        scores = [r.score for r in rows if r.assignment == assignment and r.submitted]
+        scores = [r.score for r in rows if r.assignment == assignment and r.in_gradebook]
         mean = sum(scores) / n if n else 0.0
         ax.set_title(f"{assignment} (n={n}, mean {mean:.1f})")
         ax.set_xlabel("total score")
@@ -256,3 +207,41 @@ def plot_distribution(rows: Sequence[GradeRow], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------- reports
+@dataclass
+class Reports:
+    """What :func:`write_reports` wrote, and the failure shares it found."""
+
+    gradebook_csv: Path
+    failures_csv: Path
+    plot: Path
+    failures: list[CellFailure]
+
+    def summary(self) -> str:
+        """The failure shares as a table, then where each file went."""
+        lines = [format_failures(self.failures)]
+        for what, path in (("gradebook", self.gradebook_csv), ("failure shares", self.failures_csv),
+                           ("plot", self.plot)):
+            lines.append(f"{what}: {path}")
+        return "\n".join(lines)
+
+
+def write_reports(
+    course: Course, assignments: Sequence[str] | None = None, csv_path: Path | None = None
+) -> Reports:
+    """``reports/gradebook.csv`` (or ``csv_path``), ``reports/cell_failures.csv`` and
+    ``reports/score_distribution.png`` from the course's gradebook. Raises
+    :class:`~graders.gradebook.NoGradebook` for a missing SQLite file, SystemExit naming an
+    assignment the gradebook does not know."""
+    rows = read_gradebook(course.db_url, assignments, course=course)
+    missing = sorted(set(assignments or ()) - {r.assignment for r in rows})
+    if missing:
+        raise SystemExit(f"error: assignment {missing[0]!r} is not in the gradebook")
+    csv_path = csv_path or course.reports / "gradebook.csv"
+    write_csv(rows, csv_path)
+    failures = cell_failures(rows)
+    fail_path = write_failures_csv(failures, course.reports / "cell_failures.csv")
+    png = plot_distribution(rows, course.reports / "score_distribution.png")
+    return Reports(csv_path, fail_path, png, failures)

@@ -1,20 +1,16 @@
-"""Mutants (plausible wrong answers) and alternatives (other correct answers), read from
-``tests/mutations/<assignment>.toml``; see the comment at the top of such a file."""
+"""Mutants (plausible wrong answers) and alternatives (other correct answers) of an assignment,
+read from ``source/<a>/grading/mutations.toml`` (see the comment at the top of such a file),
+with the ``[samples]`` settings that :mod:`graders.samples` derives sample submissions from."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from graders.course import Course
 from graders.notebooks import Mutation
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-MUTATIONS_DIR = Path(__file__).resolve().parent.parent / "tests" / "mutations"
+NAME = "mutations"  # source/<a>/grading/mutations.toml
 
 
 @dataclass(frozen=True)
@@ -51,27 +47,24 @@ def _variant(kind: str, entry: dict) -> Variant:
     )
 
 
-def _read(assignment: str, directory: Path) -> dict:
-    path = directory / f"{assignment}.toml"
-    if not path.exists():
-        return {}
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+def path(assignment: str, course: Course | None = None) -> Path:
+    """``source/<a>/grading/mutations.toml`` of ``course`` (default: this repository's)."""
+    return (course or Course()).grading_folder(assignment) / f"{NAME}.toml"
 
 
-def sample_settings(assignment: str, directory: Path = MUTATIONS_DIR) -> dict:
+def sample_settings(assignment: str, course: Course | None = None) -> dict:
     """The ``[samples]`` table: how graders/samples.py derives sample submissions."""
-    return _read(assignment, directory).get("samples", {})
+    return (course or Course()).grading_file(assignment, NAME).get("samples", {})
 
 
-def load(assignment: str, directory: Path = MUTATIONS_DIR) -> list[Variant]:
+def load(assignment: str, course: Course | None = None) -> list[Variant]:
     """All mutants and alternatives of ``assignment`` (empty if it has no file)."""
-    data = _read(assignment, directory)
-    path = directory / f"{assignment}.toml"
+    where = path(assignment, course)
+    data = (course or Course()).grading_file(assignment, NAME)
     variants = [_variant("mutant", e) for e in data.get("mutant", [])]
     variants += [_variant("alternative", e) for e in data.get("alternative", [])]
     names = [v.name for v in variants]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
-        raise ValueError(f"{path}: duplicate names {sorted(duplicates)}")
+        raise ValueError(f"{where}: duplicate names {sorted(duplicates)}")
     return variants

@@ -22,10 +22,11 @@ from nbformat import NotebookNode
 
 from dlworkshop.grading import HARMLESS_STDERR_PATTERN
 
-SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
-HIDDEN_BLOCK = re.compile(
-    r"^\s*### BEGIN HIDDEN TESTS.*?^\s*### END HIDDEN TESTS[^\n]*\n?", re.S | re.M
-)
+#: nbgrader's delimiters (``ClearSolutions`` / ``ClearHiddenTests`` defaults); a course that
+#: configures others passes its own (``Course.settings.solution`` / ``.hidden_tests``).
+#: Like nbgrader, a line *containing* a delimiter opens or closes a block.
+SOLUTION_DELIMITERS = ("BEGIN SOLUTION", "END SOLUTION")
+HIDDEN_TEST_DELIMITERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 
 def read(path: str | Path) -> NotebookNode:
@@ -68,14 +69,44 @@ def test_cells(nb: NotebookNode) -> list[NotebookNode]:
     return [c for c in nb.cells if is_test(c)]
 
 
-def strip_solution_markers(source: str) -> str:
+def strip_solution_markers(
+    source: str, delimiters: tuple[str, str] = SOLUTION_DELIMITERS
+) -> str:
     """A solution cell's source as a student would write it: the marker lines removed."""
-    return "".join(line for line in source.splitlines(True) if not SOLUTION_MARKERS.match(line))
+    return "".join(
+        line for line in source.splitlines(True) if not any(d in line for d in delimiters)
+    )
 
 
-def strip_hidden_tests(source: str) -> str:
-    """A test cell's source as students see it: the hidden block removed."""
-    return HIDDEN_BLOCK.sub("", source)
+def hidden_test_lines(
+    source: str, delimiters: tuple[str, str] = HIDDEN_TEST_DELIMITERS
+) -> list[str]:
+    """The lines strictly inside the hidden-test blocks of a test cell's source."""
+    begin, end = delimiters
+    lines, inside = [], False
+    for line in source.splitlines():
+        if begin in line:
+            inside = True
+        elif end in line:
+            inside = False
+        elif inside:
+            lines.append(line)
+    return lines
+
+
+def strip_hidden_tests(source: str, delimiters: tuple[str, str] = HIDDEN_TEST_DELIMITERS) -> str:
+    """A test cell's source as students see it: the hidden blocks (delimiter lines included)
+    removed, as nbgrader's ``ClearHiddenTests`` removes them."""
+    begin, end = delimiters
+    kept, inside = [], False
+    for line in source.splitlines(True):
+        if begin in line:
+            inside = True
+        elif end in line and inside:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return "".join(kept)
 
 
 @dataclass(frozen=True)

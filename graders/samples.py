@@ -2,7 +2,7 @@
 
 Used by ``make demo`` (to show the whole grading path) and by the end-to-end tests (which
 assert that nbgrader grades each exactly as expected). Because they are derived from
-``source/`` and ``tests/mutations/``, they never go stale.
+``source/<a>/`` (the notebook and ``grading/mutations.toml``), they never go stale.
 
 ===================  =========================================================================
 student              what it is
@@ -10,7 +10,7 @@ student              what it is
 ``ref``              the reference solution typed into the release notebook: full marks
 ``stub``             the untouched release notebook: zero
 ``partial``          the first tasks solved, the rest left as stubs
-``mut-<name>``       the reference with one mutant (``demo = true`` in the TOML file)
+``mut-<name>``       the reference with one mutant (``demo = true`` in ``mutations.toml``)
 ``tamper-edit``      partial, one task wrong, its test cell replaced by a print and its points
                      raised to 100 in the metadata: the cell is restored, the points are not
 ``tamper-delete``    partial, one task wrong and its test cell deleted, test cells of correct
@@ -32,6 +32,9 @@ graded by :mod:`graders.parallel`): each prepends an attack to the first code so
 ``escape``           writes a file into the course root, the repository root, ``$HOME`` and
                      ``/tmp``: ``graded``, full marks; sandboxed nothing lands outside its
                      folder. Only built where the sandbox is available (it would litter).
+``diskfill``         ignores SIGINT, fills the sandbox's ``/tmp`` and waits: ``crashed`` at the
+                     disk limit. Only built where the sandbox is available (it would fill the
+                     machine's ``/tmp``).
 ===================  =========================================================================
 """
 
@@ -43,7 +46,7 @@ from dataclasses import dataclass, field
 from nbformat import NotebookNode
 
 from graders import mutations, notebooks
-from graders.course import Course
+from graders.course import REPO_ROOT, Course
 
 
 @dataclass
@@ -66,13 +69,12 @@ def _mutant_student(variant: mutations.Variant) -> str:
     return f"mut-{variant.name}".replace("_", "-")
 
 
-def student_names(assignment: str, mutants: bool = True) -> list[str]:
+def student_names(assignment: str, mutants: bool = True, course: Course | None = None) -> list[str]:
     """The student ids :func:`build` uses (known before the release exists)."""
     names = list(FIXED_STUDENTS)
     if mutants:
-        names += [
-            _mutant_student(v) for v in mutations.load(assignment) if v.kind == "mutant" and v.demo
-        ]
+        variants = mutations.load(assignment, course)
+        names += [_mutant_student(v) for v in variants if v.kind == "mutant" and v.demo]
     return names
 
 
@@ -90,8 +92,8 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
     source = notebooks.read(course.source_path(assignment))
     release = notebooks.read(course.release_path(assignment))
     all_tests = {notebooks.grade_id(c) for c in notebooks.test_cells(source)}
-    settings = mutations.sample_settings(assignment)
-    variants = {v.name: v for v in mutations.load(assignment)}
+    settings = mutations.sample_settings(assignment, course)
+    variants = {v.name: v for v in mutations.load(assignment, course)}
 
     samples = [
         Sample("ref", notebooks.solved(source, release), "reference solution"),
@@ -169,7 +171,7 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
 
 
 # ------------------------------------------------------------------------- adversarial students
-ADVERSARIAL_STUDENTS = ("endless", "membomb", "snoop", "network", "escape")
+ADVERSARIAL_STUDENTS = ("endless", "membomb", "snoop", "network", "escape", "diskfill")
 #: Where the ``network`` student tries to go beyond the machine (a public DNS resolver).
 OUTSIDE_ADDRESS = ("1.1.1.1", 53)
 
@@ -252,6 +254,21 @@ del _escape
 """
 
 
+_DISKFILL = """\
+import signal as _signal, time as _time
+_signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+try:
+    with open("/tmp/fill.bin", "wb") as _fh:
+        while True:
+            _fh.write(b"x" * (1 << 20))
+            _fh.flush()
+except OSError as _err:
+    print("diskfill: stopped writing:", type(_err).__name__)
+while True:
+    _time.sleep(1)
+"""
+
+
 def escape_file_name(token: str) -> str:
     """The file the ``escape`` student tries to write everywhere."""
     return f"escaped-{token}.txt"
@@ -272,15 +289,15 @@ def adversarial(
     port: int = 9,
     token: str = "graders",
     escape: bool = True,
+    disk: bool = True,
 ) -> list[Sample]:
     """The adversarial students of ``assignment`` (see the module docstring).
 
     ``port``: the 127.0.0.1 port ``network`` connects to (a test listens there); ``token``
-    names the file ``escape`` writes (:func:`escape_file_name`); ``escape=False`` leaves that
-    student out (for runs without the sandbox, where it would really write those files).
+    names the file ``escape`` writes (:func:`escape_file_name`); ``escape=False`` and
+    ``disk=False`` leave out ``escape`` and ``diskfill`` (for runs without the sandbox, where
+    they would really write those files).
     """
-    from graders.course import REPO_ROOT
-
     roots = [str(course.root), str(REPO_ROOT)]
     snoop = _SNOOP.replace("ROOTS", repr(roots))
     network = _NETWORK.replace("TARGETS", repr([("127.0.0.1", port), OUTSIDE_ADDRESS]))
@@ -319,6 +336,16 @@ def adversarial(
                 "escape",
                 _with_attack(course, assignment, escape_code),
                 "writes files into the course and repository roots, $HOME and /tmp",
+            )
+        )
+    if disk:
+        samples.append(
+            Sample(
+                "diskfill",
+                _with_attack(course, assignment, _DISKFILL),
+                "ignores SIGINT, fills its disk (/tmp) and waits",
+                processed=False,
+                status="crashed",
             )
         )
     return samples

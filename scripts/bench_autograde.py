@@ -6,7 +6,8 @@ For each assignment a scratch course is released, the reference submission is au
 ``--repeats`` times (``--force``) and the stub once, each as its own ``nbgrader autograde``
 command, as an instructor would run it. Reported: the mean and the worst of the whole command
 (nbgrader start-up, kernel start, the notebook with its training, writing the gradebook).
-The budgets (issue tracker / README) are for a 2-core CPU: 01_dnn under 90 s.
+The budgets (``budget_s`` of ``source/<a>/grading/calibration.toml``, also in the README) are
+for a 2-core CPU: 01_dnn under 90 s.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 from graders import samples  # noqa: E402
 from graders.course import Course  # noqa: E402
-
-BUDGET_S = {"01_dnn": 90, "02_cnn": 120, "03_transfer_learning": 180}
 
 
 def bench(assignment: str, repeats: int, env: dict[str, str]) -> dict[str, float]:
@@ -73,7 +72,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name in names:
         r = bench(name, args.repeats, env)
-        budget = BUDGET_S.get(name, "-")
+        budget = Course(ROOT).grading_file(name, "calibration").get("budget_s", "-")
         print(f"| {name} | {r['ref_mean']:.1f} | {r['ref_max']:.1f} | {r['stub']:.1f} | {budget} |")
 
 

@@ -1,10 +1,13 @@
-"""Calibrate an assignment's accuracy thresholds: run the reference solution over several seeds.
+"""Calibrate assignments' accuracy thresholds: run the reference solution over several seeds.
 
-Usage: python scripts/calibrate.py 01_dnn [--seeds 0 1 2 3 4 5 6 7] [--workers 2] [--out FILE]
+Usage: python scripts/calibrate.py [ASSIGNMENT ...] [--seeds 0 1 2 3 4 5 6 7] [--workers 2]
+       [--out FILE]
 
-The source notebook runs as a whole (reference solutions, visible and hidden tests) in a fresh
-kernel per seed, with the course seed ``SEED = dlworkshop.seed_everything(0)`` replaced by each
-seed in turn. A metrics cell appended at the end prints the figures the thresholds are set from.
+Without assignments, every assignment with a ``source/<a>/grading/calibration.toml`` is
+calibrated, one after another. The source notebook runs as a whole (reference solutions, visible
+and hidden tests) in a fresh kernel per seed, with the course seed
+``SEED = dlworkshop.seed_everything(0)`` replaced by each seed in turn. The ``metrics`` code of
+``calibration.toml``, appended at the end, prints the figures the thresholds are set from.
 The table (mean, min, max per metric, and which test cells failed for which seed) is written as
 Markdown to ``docs/calibration/<assignment>.md``; thresholds in the notebook are the minimum over
 seeds minus the margin stated there.
@@ -26,65 +29,36 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from graders import notebooks  # noqa: E402
+from graders.course import Course  # noqa: E402
+
+COURSE = Course(ROOT)
 
 SEED_LINE = "SEED = dlworkshop.seed_everything(0)"
 
-#: Code appended to each assignment's notebook; it must print one line "CALIBRATION {json}".
-METRICS = {
-    "01_dnn": """
-import json as _json
-_lin, _hid = linear_model, hidden_model
-_h = mnist.test.X.astype(np.float64)
-for _l in range(1, len(mlp_params) // 2 + 1):
-    _h = _h @ mlp_params[f"W{_l}"] + mlp_params[f"b{_l}"]
-    if _l < len(mlp_params) // 2:
-        _h = np.maximum(_h, 0)
-_metrics = {
-    "circles: linear test accuracy": _lin.score(circles.test.X, circles.test.y),
-    "circles: one-hidden-layer test accuracy": _hid.score(circles.test.X, circles.test.y),
-    "NumPy MLP test accuracy": float((_h.argmax(1) == mnist.test.y).mean()),
-    "TorchMLP test accuracy": train.evaluate(torch_model, loaders["test"], DEVICE)[1],
-    "NumPy MLP training time (s)": numpy_seconds,
-    "TorchMLP training time (s)": torch_seconds,
-}
-print("CALIBRATION " + _json.dumps(_metrics))
-""",
-    "02_cnn": """
-import json as _json
-_metrics = {
-    "DigitCNN validation accuracy": history.val_acc[-1],
-    "DigitCNN test accuracy": train.evaluate(cnn, loaders["test"], DEVICE)[1],
-    "DigitCNN training time, 6 epochs (s)": cnn_seconds,
-}
-print("CALIBRATION " + _json.dumps(_metrics))
-""",
-    "03_transfer_learning": """
-import json as _json
-_metrics = {}
-for _name, _model, _hist in (("feature extraction", fe_model, fe_history),
-                             ("fine-tuning", ft_model, ft_history),
-                             ("from scratch", sc_model, sc_history)):
-    _metrics[f"{_name}: test accuracy"] = train.evaluate(_model, loaders["test"], DEVICE)[1]
-    _metrics[f"{_name}: validation accuracy"] = _hist.val_acc[-1]
-    _metrics[f"{_name}: training time (s)"] = results[_name]["seconds"]
-_metrics["fine-tuning minus from scratch: test accuracy"] = (
-    _metrics["fine-tuning: test accuracy"] - _metrics["from scratch: test accuracy"])
-print("CALIBRATION " + _json.dumps(_metrics))
-""",
-}
+def calibrated() -> list[str]:
+    """The assignments that say how to calibrate them (``grading/calibration.toml``)."""
+    return [a for a in COURSE.assignments() if COURSE.grading_file(a, "calibration")]
+
+
+def metrics_code(assignment: str) -> str:
+    """The ``metrics`` code of the assignment's ``grading/calibration.toml``."""
+    code = COURSE.grading_file(assignment, "calibration").get("metrics")
+    if not code:
+        raise SystemExit(f"{COURSE.grading_folder(assignment)}/calibration.toml has no metrics")
+    return code
 
 
 def run_seed(assignment: str, seed: int) -> tuple[dict[str, float], list[str], float]:
     """Metrics, failed test cells and wall time of the reference notebook run with ``seed``."""
-    nb = notebooks.read(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    nb = notebooks.read(COURSE.source_path(assignment))
     setup = nb.cells[notebooks.cell_index(nb, "setup")]
     if SEED_LINE not in setup.source:
         raise SystemExit(f"the setup cell must contain {SEED_LINE!r} for calibration")
     setup.source = setup.source.replace(SEED_LINE, f"SEED = dlworkshop.seed_everything({seed})")
-    nb.cells.append(nbformat.v4.new_code_cell(METRICS[assignment]))
+    nb.cells.append(nbformat.v4.new_code_cell(metrics_code(assignment)))
     start = time.perf_counter()
     executed, outcomes = notebooks.run(
-        nb, cwd=ROOT / "source" / assignment, env={"DLWORKSHOP_PROGRESS": "0"}
+        nb, cwd=COURSE.source_path(assignment).parent, env={"DLWORKSHOP_PROGRESS": "0"}
     )
     wall = time.perf_counter() - start
     text = "".join(
@@ -144,23 +118,37 @@ def _machine() -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("assignment", choices=sorted(METRICS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    out = args.out or ROOT / "docs" / "calibration" / f"{args.assignment}.md"
-    with ThreadPoolExecutor(args.workers) as pool:
-        futures = {s: pool.submit(run_seed, args.assignment, s) for s in args.seeds}
+def calibrate(assignment: str, seeds: list[int], workers: int, out: Path | None) -> None:
+    """Run ``assignment`` over ``seeds`` and write (and print) its table."""
+    out = out or ROOT / "docs" / "calibration" / f"{assignment}.md"
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {s: pool.submit(run_seed, assignment, s) for s in seeds}
         results = {s: f.result() for s, f in futures.items()}
-    report = table(args.assignment, results)
+    report = table(assignment, results)
     out.parent.mkdir(parents=True, exist_ok=True)
     existing = out.read_text() if out.exists() else ""
     notes = existing[existing.index("## Thresholds") :] if "## Thresholds" in existing else ""
     out.write_text(report + ("\n" + notes if notes else ""))
     print(report)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    known = calibrated()
+    parser.add_argument("assignments", nargs="*", metavar="ASSIGNMENT",
+                        help=f"default: all of {', '.join(known)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="(one assignment only)")
+    args = parser.parse_args()
+    chosen = args.assignments or known
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        parser.error(f"no grading/calibration.toml for {unknown}; known: {', '.join(known)}")
+    if args.out and len(chosen) != 1:
+        raise SystemExit("--out needs exactly one assignment")
+    for assignment in chosen:
+        calibrate(assignment, args.seeds, args.workers, args.out)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 *Serially* is plain ``nbgrader autograde`` into the course's own gradebook. *Routed* is the
 parallel design done by hand: per student a worker course with a private gradebook made by
-:func:`~graders.gradebook_sync.make_worker_gradebook`, a real ``nbgrader autograde`` there,
-then :func:`~graders.gradebook_sync.copy_submission` into the main gradebook. A gradebook is
+:func:`~graders.gradebook.make_worker_gradebook`, a real ``nbgrader autograde`` there,
+then :func:`~graders.gradebook.copy_submission` into the main gradebook. A gradebook is
 compared through :func:`snapshot`: every submission row keyed by names, never by ids.
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import tinycourse
 from nbgrader.api import Gradebook, SubmittedAssignment
 from sqlalchemy import text
 
+from graders import cli
 from graders.course import Course
-from graders.gradebook_sync import copy_submission, make_worker_gradebook
+from graders.gradebook import copy_submission, make_worker_gradebook
 
 ASSIGNMENT = tinycourse.ASSIGNMENT
 # student -> how their submission differs from the reference (see tinycourse.submission)
@@ -101,3 +103,31 @@ def row_counts(url: str) -> dict[str, int]:
     tables = ("student", "submitted_assignment", "submitted_notebook", "grade", "comment")
     with Gradebook(url) as gb:
         return {t: gb.db.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in tables}
+
+
+def check_reports(course: Course, flag: list[str], capsys) -> None:
+    """The multi-machine recipe's last steps on a graded course (every student of STUDENTS):
+    ``feedback``, ``grades`` and ``export`` with the course-wide gradebook (``flag`` is
+    ``["--db-url", URL]`` or nothing, when the course's config names it). Feedback must exist
+    for every student, and every table must hold every student with the right score."""
+    root = ["--root", str(course.root), *flag]
+    students = set(STUDENTS)
+    assert cli.main([*root, "feedback", ASSIGNMENT]) == 0
+    assert {s for s in students if course.feedback_path(s, ASSIGNMENT).is_file()} == students
+
+    grades_csv = course.reports / "grades.csv"
+    assert cli.main([*root, "grades", ASSIGNMENT, "--csv", str(grades_csv)]) == 0
+    printed = capsys.readouterr().out
+    assert all(s in printed for s in students) and "(no graded submissions)" not in printed
+    with grades_csv.open(newline="") as fh:
+        assert {r["student_id"] for r in csv.DictReader(fh)} == students
+
+    assert cli.main([*root, "export"]) == 0
+    with (course.reports / "gradebook.csv").open(newline="") as fh:
+        exported = {r["student"]: r for r in csv.DictReader(fh)}
+    assert set(exported) == students
+    for student, how in STUDENTS.items():
+        assert exported[student]["status"] == "graded"
+        want = sum(tinycourse.expected_scores(**how).values())
+        assert float(exported[student]["score"]) == want, student
+    assert not (course.root / "gradebook.db").exists()  # nothing fell back to a local SQLite

@@ -1,6 +1,7 @@
 """Adversarial submissions (graders.samples.adversarial) graded by graders.parallel in one run,
 beside ordinary students: each ends with the status and score it deserves, the limits stop the
-endless loop and the memory bomb in bounded time, and (sandboxed) nothing leaks or escapes."""
+endless loop, the memory bomb and (sandboxed) the disk filler in bounded time, and (sandboxed)
+nothing leaks or escapes."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ needs_sandbox = pytest.mark.skipif(not SANDBOX.active, reason=f"no sandbox: {SAN
 CELL_TIMEOUT = 3  # s: endless ignores the interrupt; nbgrader gives up after about twice this
 NOTEBOOK_TIMEOUT = 30.0
 MEMORY_MB = 400
+DISK_MB = 64
 ORDINARY = {"ref": {}, "wrong-mul": {"wrong": ("mul",)}, "stub": {"unsolved": ("add", "mul")}}
 
 
@@ -64,7 +66,8 @@ def run(tiny_released, tmp_path_factory):
     token = f"t{time.time_ns()}"
     listener = Listener()
     built = samples.adversarial(
-        course, ASSIGNMENT, port=listener.port, token=token, escape=SANDBOX.active
+        course, ASSIGNMENT, port=listener.port, token=token, escape=SANDBOX.active,
+        disk=SANDBOX.active,
     )
     for sample in built:
         course.submit(sample.student, ASSIGNMENT, sample.notebook)
@@ -75,6 +78,7 @@ def run(tiny_released, tmp_path_factory):
         cell_timeout=CELL_TIMEOUT,
         notebook_timeout=NOTEBOOK_TIMEOUT,
         memory_mb=MEMORY_MB,
+        disk_mb=DISK_MB,
         progress=False,
     )
     try:
@@ -98,12 +102,14 @@ def test_every_adversarial_sample_gets_its_status_and_score(run):
         result = results[sample.student]
         assert result.status == sample.status, (sample.student, result)
         if sample.status == "graded":
-            assert (result.score, result.max_score, result.failed) == (full, full, [])
+            assert (result.score, result.max_score, result.failed()) == (full, full, [])
         else:  # nbgrader's row stays, with nothing earned
             assert (result.score, result.max_score) == (0, full)
             assert not course.autograded_path(sample.student, ASSIGNMENT).exists()
     assert "per-cell limit" in results["endless"].reason
     assert f"over the {MEMORY_MB} MiB limit" in results["membomb"].reason
+    if SANDBOX.active:
+        assert results["diskfill"].reason == f"wrote more than {DISK_MB} MiB (disk limit)"
 
 
 def test_limits_stop_endless_and_membomb_in_bounded_time(run):
@@ -111,6 +117,8 @@ def test_limits_stop_endless_and_membomb_in_bounded_time(run):
     # nbgrader interrupts at CELL_TIMEOUT, waits as long again, then drops the submission
     assert results["endless"].seconds < NOTEBOOK_TIMEOUT
     assert results["membomb"].seconds < NOTEBOOK_TIMEOUT / 2
+    if SANDBOX.active:
+        assert results["diskfill"].seconds < NOTEBOOK_TIMEOUT / 2
     kids = psutil.Process().children(recursive=True)
     leftovers = [p for p in kids if "ipykernel" in " ".join(p.cmdline())]
     assert not leftovers  # no kernel survives its grading

@@ -34,6 +34,9 @@ SCORES = {
 }
 
 
+SOLUTIONS = {"a1": ("s1", "s2")}  # solution cells (where flags are kept)
+
+
 @pytest.fixture(scope="module")
 def gradebook_url(tmp_path_factory) -> str:
     """The gradebook of known grades, built once for this module."""
@@ -54,6 +57,8 @@ def make_gradebook(path: Path) -> str:
             gb.add_notebook(assignment, assignment)
             for name, pts in cells.items():
                 gb.add_grade_cell(name, assignment, assignment, max_score=pts, cell_type="code")
+            for name in SOLUTIONS.get(assignment, ()):
+                gb.add_solution_cell(name, assignment, assignment)
         for student, subs in SCORES.items():
             gb.add_student(student)
             for assignment, cells in subs.items():
@@ -72,20 +77,24 @@ def test_gradebook_rows_csv_and_failure_shares(gradebook_url, tmp_path):
     assert len(rows) == 8  # every student x assignment
     assert table["a1", "ann"].score == 6 and table["a1", "ann"].max_score == 6
     assert table["a1", "ben"].score == 5  # the manual score replaces the auto score
-    assert table["a1", "ben"].cells == {"t1": 0, "t2": 2, "t3": 3}
-    assert table["a1", "cat"].score == 3
-    assert not table["a1", "dan"].submitted and table["a1", "dan"].score == 0
-    assert table["a2", "dan"].submitted and table["a2", "dan"].score == 0
+    assert {g: c.score for g, c in table["a1", "ben"].cells.items()} == {"t1": 0, "t2": 2, "t3": 3}
+    assert table["a1", "cat"].score == 3 and table["a1", "cat"].failed() == ["t1", "t2"]
+    assert not table["a1", "dan"].in_gradebook and table["a1", "dan"].score == 0
+    assert table["a1", "dan"].status == "missing" and table["a1", "dan"].max_score == 6
+    assert table["a2", "dan"].in_gradebook and table["a2", "dan"].score == 0
+    assert table["a2", "dan"].status == "graded"
 
     out = write_csv(rows, tmp_path / "grades.csv")
     with open(out, newline="") as fh:
         lines = list(csv.DictReader(fh))
-    assert list(lines[0]) == ["assignment", "student", "submitted", "score", "max_score",
-                              "t1", "t2", "t3", "u1"]
+    assert list(lines[0]) == ["assignment", "student", "submitted", "status", "reason", "score",
+                              "max_score", "t1", "t2", "t3", "u1"]
     ben = next(x for x in lines if x["assignment"] == "a1" and x["student"] == "ben")
     assert (ben["score"], ben["t1"], ben["t3"], ben["u1"]) == ("5", "0", "3", "")
     dan = next(x for x in lines if x["assignment"] == "a1" and x["student"] == "dan")
     assert (dan["submitted"], dan["score"], dan["max_score"], dan["t1"]) == ("0", "0", "6", "")
+    assert (dan["status"], dan["reason"]) == ("missing", "no submission in the gradebook")
+    assert (ben["status"], ben["reason"]) == ("graded", "")
 
     shares = [(f.assignment, f.cell, f.failed, f.submitted) for f in cell_failures(rows)]
     assert shares == [("a1", "t1", 2, 3), ("a2", "u1", 1, 2), ("a1", "t2", 1, 3),
@@ -94,6 +103,37 @@ def test_gradebook_rows_csv_and_failure_shares(gradebook_url, tmp_path):
     counts, edges = score_histogram(rows, "a1")
     assert edges[0] == -0.5 and edges[-1] == 6.5
     assert counts == [0, 0, 0, 1, 0, 1, 1]  # cat 3, ben 5, ann 6; dan did not submit
+
+
+def test_flags_kept_in_the_gradebook_reach_the_export(gradebook_url, tmp_path):
+    from graders import gradebook
+
+    src = gradebook_url.removeprefix("sqlite:///")
+    shutil.copy2(src, tmp_path / "flags.db")
+    url = f"sqlite:///{tmp_path / 'flags.db'}"
+    flags = ["flagged: reads IPython input history (In) at cell s2 line 3",
+             "flagged: assigns to numpy.allclose at cell nowhere line 1",
+             "flagged: calls exec() at cell s2 line 7"]
+    gradebook.set_flags(url, "a1", "cat", flags, order=["s1", "s2"])
+    cat = gradebook.read_submission(url, "a1", "cat", order=["t1", "t2", "t3", "s1", "s2"])
+    assert cat.status == "flagged" and cat.reason == flags[1]  # s1 (first in order) holds it
+    assert cat.flags == [flags[1], flags[0], flags[2]]  # cell order, then the scan's order
+    assert cat.score == 3  # flags change no score
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url) as gb:  # what nbgrader's formgrader shows
+        nb = gb.find_submission_notebook("a1", "a1", "cat")
+        assert nb.flagged
+        assert gb.find_comment("s2", "a1", "a1", "cat").auto_comment == "\n".join(
+            [flags[0], flags[2]])
+    rows = read_gradebook(url, ["a1"])
+    out = write_csv(rows, tmp_path / "flags.csv")
+    with open(out, newline="") as fh:
+        by_student = {x["student"]: x for x in csv.DictReader(fh)}
+    assert (by_student["cat"]["status"], by_student["cat"]["reason"]) == ("flagged", flags[1])
+    assert by_student["ann"]["status"] == "graded"
+    gradebook.set_flags(url, "a1", "cat", [])  # a clean re-scan unflags
+    assert gradebook.read_submission(url, "a1", "cat").status == "graded"
 
 
 def test_cli_export_writes_csv_failures_and_one_histogram_per_assignment(
@@ -196,8 +236,7 @@ def test_release_zip_of_every_real_assignment(released, tmp_path):
         source = notebooks.read(released.source_path(assignment))
         release_text = folder.joinpath(f"{assignment}.ipynb").read_text()
         hidden = {line.strip() for c in notebooks.test_cells(source)
-                  for line in notebooks.HIDDEN_BLOCK.findall(c.source)[0].splitlines()[1:-1]
-                  if "BEGIN HIDDEN" in c.source} - {""}
+                  for line in notebooks.hidden_test_lines(c.source)} - {""}
         secret = {h for h in hidden if h not in release_text}
         assert secret, "the check needs hidden lines to look for"
         assert not [h for h in secret if h in text]

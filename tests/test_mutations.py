@@ -1,9 +1,9 @@
 """Every test cell can fail, and fails for the right reason.
 
-For each assignment, the mutants and alternatives of ``tests/mutations/<a>.toml`` are applied to
-the reference solution and the notebook (hidden tests included) runs in a fresh kernel up to the
-last test cell concerned: a mutant must lose exactly the cells it names among those that ran, an
-alternative must keep them all.
+For each assignment, the mutants and alternatives of ``source/<a>/grading/mutations.toml`` are
+applied to the reference solution and the notebook (hidden tests included) runs in a fresh
+kernel up to the last test cell concerned: a mutant must lose exactly the cells it names among
+those that ran, an alternative must keep them all.
 """
 
 from __future__ import annotations

@@ -1,22 +1,23 @@
-"""graders.parallel: resource spreading, selection, limits and statuses (fast unit tests), and
-parallel grading giving exactly what plain serial ``nbgrader autograde`` gives (slow)."""
+"""graders.parallel: resource spreading, selection and the table (fast unit tests), and
+parallel grading giving exactly what plain serial ``nbgrader autograde`` gives (slow). The
+limits and the statuses of one run are tested in test_runner.py."""
 
 from __future__ import annotations
 
 import os
 import stat
-import sys
 import textwrap
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from tinycourse import ASSIGNMENT, copy_course, expected_scores, submission, tiny_released
 
-from graders import gradebook_sync, parallel
+from graders import parallel, shards
 from graders.course import Course
-from graders.parallel import CRASHED, GRADED, MISSING, REFUSED, TIMED_OUT, Job, Run
+from graders.gradebook import CellGrade, SubmissionGrade
+from graders.parallel import Job
+from graders.status import CRASHED, GRADED, MISSING, REFUSED, TIMED_OUT
 
 __all__ = ["tiny_released"]  # a fixture
 
@@ -70,16 +71,16 @@ def _students(course_root: Path, names: list[str]) -> Course:
 def test_shards_split_the_class_disjointly_and_stably(tmp_path):
     names = [f"student{i:02d}" for i in range(30)]
     course = _students(tmp_path / "c", names)
-    shards = [parallel.select_jobs(course, ["a"], shard=(k, 3)) for k in (1, 2, 3)]
-    students = [[j.student for j in jobs] for jobs in shards]
+    split = [parallel.select_jobs(course, ["a"], shard=(k, 3)) for k in (1, 2, 3)]
+    students = [[j.student for j in jobs] for jobs in split]
     assert sorted(sum(students, [])) == names  # union is everyone, nobody twice
     assert all(students)  # 30 names over 3 shards: none empty
     bigger = _students(tmp_path / "c2", [*names, "late-joiner", "aaa"])
     again = [j.student for j in parallel.select_jobs(bigger, ["a"], shard=(2, 3))]
     assert set(students[1]) <= set(again)  # adding students moves nobody
-    assert gradebook_sync.parse_shard("2/3") == (2, 3)
+    assert shards.parse_shard("2/3") == (2, 3)
     with pytest.raises(ValueError, match="K/N"):
-        gradebook_sync.parse_shard("3")
+        shards.parse_shard("3")
 
 
 def test_jobs_cover_every_assignment_and_the_chosen_student(tmp_path):
@@ -108,79 +109,24 @@ def test_precheck_says_missing_or_refused_with_a_reason(tmp_path):
     assert parallel.precheck(course, Job("a", "listy"))[0] == REFUSED
 
 
-# -------------------------------------------------------------- classifying a run (unit)
-def test_classify_reads_the_status_from_how_nbgrader_ended():
-    ok = Run(0, "[AutogradeApp | INFO] Writing 5111 bytes")
-    assert parallel.classify(ok, notebook_written=True) == (GRADED, "")
-    timeout_log = (
-        "[AutogradeApp | ERROR] Timeout waiting for execute reply (2s).\n"
-        "nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed\n"
-    )
-    assert parallel.classify(Run(1, timeout_log), False)[0] == TIMED_OUT
-    died = "nbclient.exceptions.DeadKernelError: Kernel died\n"
-    assert parallel.classify(Run(1, died), False) == (
-        CRASHED,
-        "the kernel died (killed, e.g. out of memory, or it exited)",
-    )
-    other = "Traceback ...\n    sqlite3.OperationalError: no such table: grade\n"
-    assert parallel.classify(Run(1, other), False) == (
-        CRASHED,
-        "OperationalError: no such table: grade",
-    )
-    refused = parallel.classify(Run(1, "NotJSONError"), False, refused="not a notebook: x")
-    assert refused == (REFUSED, "not a notebook: x")
-    killed = Run(-9, "", killed=(TIMED_OUT, "ran past the 5 s notebook limit: killed"))
-    assert parallel.classify(killed, False) == killed.killed
-    # a run nbgrader finished but whose notebook is missing is not "graded"
-    assert parallel.classify(Run(0, ""), notebook_written=False)[0] == CRASHED
-
-
-# --------------------------------------------------------------- limits kill trees (unit)
-_SPAWNER = """\
-import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", {child!r}], start_new_session=True)
-print(child.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def _spawner(tmp_path: Path, child: str) -> list[str]:
-    script = tmp_path / "spawner.py"
-    script.write_text(_SPAWNER.format(child=child))
-    return [sys.executable, str(script)]
-
-
-def test_wall_clock_limit_kills_the_whole_tree_even_a_kernel_in_its_own_session(tmp_path):
-    cmd = _spawner(tmp_path, "import time; time.sleep(600)")
-    start = time.monotonic()
-    run = parallel.run_limited(cmd, tmp_path, dict(os.environ), 3, 10_000, tmp_path / "log")
-    assert time.monotonic() - start < 10
-    assert run.killed[0] == TIMED_OUT and "3 s notebook limit" in run.killed[1]
-    child = int(run.log.split()[0])
-    time.sleep(0.2)
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
-
-
-def test_memory_limit_kills_a_hog_among_the_descendants(tmp_path):
-    hog = "h = []\nwhile True:\n    h.append(b'x' * (16 << 20))"
-    run = parallel.run_limited(
-        _spawner(tmp_path, hog), tmp_path, dict(os.environ), 60, 300, tmp_path / "log"
-    )
-    assert run.killed[0] == CRASHED and "over the 300 MiB limit" in run.killed[1]
-    assert run.seconds < 30
-
-
+# ------------------------------------------------------------------------ the table (unit)
 def test_table_names_each_submission_and_the_sandbox_state():
+    bob = SubmissionGrade("a", "bob", GRADED)
+    bob.cells = {"test_add": CellGrade("test_add", 4, 4), "test_mul": CellGrade("test_mul", 0, 2)}
     results = [
-        parallel.Result("a", "bob", GRADED, score=4, max_score=6, failed=["test_mul"]),
-        parallel.Result("a", "amy", TIMED_OUT, "ran past the 9 s notebook limit: killed"),
+        bob,
+        SubmissionGrade("a", "amy", TIMED_OUT, "ran past the 9 s notebook limit: killed",
+                        in_gradebook=False),
+        SubmissionGrade("a", "cat", GRADED).add_flags(["flagged: reads In at cell add line 1"]),
     ]
     table = parallel.format_table(results, "UNSANDBOXED: because")
     lines = table.splitlines()
     assert lines[0] == "# UNSANDBOXED: because"
     assert lines[2].split()[:3] == ["amy", "a", "timed"] and lines[2].endswith("killed")
     assert "4 / 6" in lines[3] and "test_mul" in lines[3]
-    assert lines[-1] == "# 1 graded, 1 timed out"
+    assert lines[2].split()[4] == "-"  # no gradebook row: no score ("timed out" is 2 words)
+    assert lines[4].split()[2] == "flagged" and lines[4].endswith("at cell add line 1")
+    assert lines[-1] == "# 1 graded, 1 flagged, 1 timed out"
 
 
 # ----------------------------------------------------------- parallel equals serial (slow)
@@ -238,7 +184,8 @@ def test_parallel_grading_equals_serial_nbgrader(tiny_released, tmp_path):
         assert {g: s for g, (s, _, _) in got[student].items()} == expected_scores(**kind)
         assert course.autograded_path(student, ASSIGNMENT).is_file()
     by_student = {r.student: r for r in results}
-    assert by_student["s01"].failed == ["test_mul"] and by_student["s01"].score == 4
+    assert by_student["s01"].failed() == ["test_mul"] and by_student["s01"].score == 4
+    assert by_student["s01"].cells["test_mul"].max_score == 2  # the copy returned the grade
     assert not course.autograded_path("corrupt", ASSIGNMENT).exists()
 
 

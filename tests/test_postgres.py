@@ -1,6 +1,8 @@
 """A PostgreSQL gradebook (a real server on loopback, see tests/pgserver.py): released into,
-graded as two independent shard runs of ``python -m graders autograde --db-url URL --shard K/2``
-running at the same time, and equal to a serial SQLite grading of the same submissions."""
+graded as two independent shard runs of ``python -m graders --db-url URL autograde --shard K/2``
+running at the same time, equal to a serial SQLite grading of the same submissions; then the
+rest of the multi-machine recipe with the same flag: ``feedback`` for every student, ``grades``,
+``export`` (the same recipe with the URL in the course's config: tests/test_recipe.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 from pgserver import postgres_server  # noqa: F401  (fixture)
 
 from graders.course import REPO_ROOT, Course
-from graders.gradebook_sync import select_shard
+from graders.shards import select_shard
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tinycourse")]
 A = rows.ASSIGNMENT
@@ -32,13 +34,15 @@ def _postgres_course(serial: Course, root, url: str) -> Course:
 
 
 def _shard_run(course: Course, shard: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "graders", "--root", str(course.root), "autograde", A,
-           "--db-url", course.db_url, "--shard", shard, "--workers", "1"]
+    cmd = [sys.executable, "-m", "graders", "--root", str(course.root), "--db-url", course.db_url,
+           "autograde", A, "--shard", shard, "--workers", "1"]
     return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 
-def test_two_shards_graded_into_postgres_equal_serial_sqlite(postgres_server, tmp_path):  # noqa: F811
+def test_two_shards_graded_into_postgres_equal_serial_sqlite(
+    postgres_server, tmp_path, capsys  # noqa: F811
+):
     serial = rows.courses(tmp_path.parent / "pg-tiny")["serial"]
     url = postgres_server.create_database("gradebook")
     course = _postgres_course(serial, tmp_path / "course", url)
@@ -53,3 +57,5 @@ def test_two_shards_graded_into_postgres_equal_serial_sqlite(postgres_server, tm
     for k, output in enumerate(outputs, start=1):  # each run graded its own shard only
         for student in rows.STUDENTS:
             assert (student in output) == (student in select_shard(rows.STUDENTS, k, 2)), output
+
+    rows.check_reports(course, ["--db-url", url], capsys)

@@ -1,5 +1,6 @@
-"""graders.gradebook_sync: shards, worker gradebooks, and submission copies that give exactly
-what grading straight into the main gradebook gives (the tiny synthetic course, real nbgrader)."""
+"""graders.gradebook and graders.shards: shards, worker gradebooks, submission copies that give
+exactly what grading straight into the main gradebook gives (the tiny synthetic course, real
+nbgrader), the grade a copy returns, and flags kept in the gradebook."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from nbgrader.api import Gradebook, GradeCell, SolutionCell, SourceCell, Student
 from sqlalchemy import text
 
 from graders.course import Course
-from graders.gradebook_sync import (
-    GradebookSyncError,
+from graders.gradebook import (
+    GradebookError,
     copy_submission,
     make_worker_gradebook,
-    parse_shard,
-    select_shard,
 )
+from graders.shards import parse_shard, select_shard
 
 A = rows.ASSIGNMENT
 
@@ -94,7 +94,7 @@ def test_worker_gradebook_holds_the_definition_and_nobody(tiny, tmp_path):
     assert any(tinycourse.SECRET in src for _, _, src, _, _ in _definition(url)["source"])
     counts = rows.row_counts(url)
     assert counts["student"] == counts["submitted_assignment"] == counts["grade"] == 0
-    with pytest.raises(GradebookSyncError, match="'nope' is not in the gradebook"):
+    with pytest.raises(GradebookError, match="'nope' is not in the gradebook"):
         make_worker_gradebook(main.db_url, tmp_path / "x.db", "nope")
 
 
@@ -166,14 +166,14 @@ def test_regrading_one_student_keeps_manual_scores_and_leaves_the_others(tiny, t
 @pytest.mark.slow  # the tiny course graded for real, about 40 s once
 def test_a_failed_copy_writes_nothing(tiny, tmp_path):
     dst = _copy_db(tiny["released"], tmp_path / "main.db")
-    with pytest.raises(GradebookSyncError, match="no submission of 'tiny' by 'zoe'"):
+    with pytest.raises(GradebookError, match="no submission of 'tiny' by 'zoe'"):
         copy_submission(_worker_url(tiny, "alice"), dst, A, "zoe")
     # a worker gradebook whose cells differ from the main one's (re-released meanwhile)
     src = _copy_db(tiny["serial"], tmp_path / "src.db")
     with Gradebook(src) as gb:
         gb.db.execute(text("UPDATE base_cell SET name = 'renamed' WHERE name = 'test_mul'"))
         gb.db.commit()
-    with pytest.raises(GradebookSyncError, match="disagree on the cells"):
+    with pytest.raises(GradebookError, match="disagree on the cells"):
         copy_submission(src, dst, A, "alice")
     with Gradebook(dst) as gb:
         assert gb.db.query(Student).count() == 0  # the student row was rolled back too
@@ -181,5 +181,5 @@ def test_a_failed_copy_writes_nothing(tiny, tmp_path):
     shutil.copy2(tmp_path / "main.db", tmp_path / "empty.db")
     with Gradebook(empty) as gb:
         gb.remove_assignment(A)
-    with pytest.raises(GradebookSyncError, match="'tiny' is not in the gradebook"):
+    with pytest.raises(GradebookError, match="'tiny' is not in the gradebook"):
         copy_submission(_worker_url(tiny, "alice"), empty, A, "alice")

@@ -1,0 +1,272 @@
+"""graders.runner: one grading process under limits (wall clock, memory counted as PSS over the
+whole tree, number of processes, a full sandbox disk) and the status of how it ended, from
+structured facts (the limit that killed it, exit codes, the exception a forked nbgrader
+recorded)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbformat.v4 import new_notebook
+
+from graders import runner
+from graders.course import nbgrader_env
+from graders.runner import Limits, Run
+from graders.status import CRASHED, GRADED, REFUSED, TIMED_OUT
+
+
+def _limits(wall_s: float = 60, memory_mb: float = 10_000, **kw) -> Limits:
+    return Limits(wall_s=wall_s, memory_mb=memory_mb, **kw)
+
+
+def _script(tmp_path: Path, code: str) -> list[str]:
+    path = tmp_path / "script.py"
+    path.write_text(code)
+    return [sys.executable, str(path)]
+
+
+# -------------------------------------------------------------------------- classify (unit)
+def test_classify_reads_the_status_from_structured_facts():
+    assert runner.classify(Run(0, "Writing 5111 bytes"), notebook_written=True) == (GRADED, "")
+    # a run nbgrader finished but whose notebook is missing is not "graded"
+    assert runner.classify(Run(0, ""), notebook_written=False)[0] == CRASHED
+    killed = Run(-9, "", killed=(TIMED_OUT, "ran past the 5 s notebook limit: killed"))
+    assert runner.classify(killed, False) == killed.killed
+    refused = runner.classify(Run(1, "", error=(["NotJSONError"], "x")), False, refused="no nb")
+    assert refused == (REFUSED, "no nb")
+
+    def error(*mro: str, message: str = "") -> Run:
+        return Run(1, "log text says nothing useful", error=(list(mro), message))
+
+    timeout = error("CellTimeoutError", "TimeoutError", "OSError", "Exception")
+    assert runner.classify(timeout, False) == runner.EXCEPTIONS["CellTimeoutError"]
+    died = error("DeadKernelError", "RuntimeError", "Exception", message="Kernel died")
+    assert runner.classify(died, False) == (
+        CRASHED, "the kernel died (killed, e.g. out of memory, or it exited)")
+    other = error("OperationalError", "DatabaseError", message="no such table: grade")
+    assert runner.classify(other, False) == (CRASHED, "OperationalError: no such table: grade")
+    assert runner.classify(Run(-9, ""), False) == (
+        CRASHED, "the grading process was killed (SIGKILL)")
+
+
+def test_classify_falls_back_to_the_log_without_a_marker():
+    timeout_log = (
+        "[AutogradeApp | ERROR] Timeout waiting for execute reply (2s).\n"
+        "nbclient.exceptions.CellTimeoutError: A cell timed out while it was being executed\n"
+    )
+    assert runner.classify(Run(1, timeout_log), False)[0] == TIMED_OUT
+    other = "Traceback ...\n    sqlite3.OperationalError: no such table: grade\n"
+    assert runner.classify(Run(1, other), False) == (
+        CRASHED, "OperationalError: no such table: grade")
+
+
+def test_a_forked_nbgrader_records_the_exception_it_met(tmp_path):
+    """No assignment in the gradebook: nbgrader logs an error and exits 1; the marker says
+    which exception it was, and the status comes from that."""
+    course = tmp_path / "course"
+    folder = course / "submitted" / "bob" / "ghost"
+    folder.mkdir(parents=True)
+    nbformat.write(new_notebook(), str(folder / "ghost.ipynb"))
+    cmd = [*runner.NBGRADER, "autograde", "ghost", "--student=bob",
+           f"--CourseDirectory.root={course}"]
+    run = runner.run_limited(cmd, course, nbgrader_env(), _limits(), course / "log")
+    assert run.returncode == 1 and run.killed is None
+    if runner.FORK_NBGRADER:
+        assert run.error is not None and run.error[0][0] == "NbGraderException"
+    status, reason = runner.classify(run, notebook_written=False)
+    assert status == CRASHED and "No assignment with ID 'ghost'" in reason
+
+
+# ------------------------------------------------------------------- limits kill trees (slow-ish)
+_SPAWNER = """\
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", {child!r}], start_new_session=True)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_wall_clock_limit_kills_the_whole_tree_even_a_kernel_in_its_own_session(tmp_path):
+    cmd = _script(tmp_path, _SPAWNER.format(child="import time; time.sleep(600)"))
+    start = time.monotonic()
+    run = runner.run_limited(cmd, tmp_path, dict(os.environ), _limits(wall_s=3), tmp_path / "log")
+    assert time.monotonic() - start < 10
+    assert run.killed[0] == TIMED_OUT and "3 s notebook limit" in run.killed[1]
+    child = int(run.log.split()[0])
+    time.sleep(0.2)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+
+
+def test_memory_limit_kills_a_hog_among_the_descendants(tmp_path):
+    hog = "h = []\nwhile True:\n    h.append(b'x' * (16 << 20))"
+    cmd = _script(tmp_path, _SPAWNER.format(child=hog))
+    run = runner.run_limited(cmd, tmp_path, dict(os.environ), _limits(memory_mb=300),
+                             tmp_path / "log")
+    assert run.killed[0] == CRASHED and "over the 300 MiB limit" in run.killed[1]
+    assert run.seconds < 30
+
+
+def test_memory_of_the_grading_process_itself_counts(tmp_path):
+    """A kernel that floods output grows nbgrader's own memory: the root of the tree counts."""
+    cmd = _script(tmp_path, "h = []\nwhile True:\n    h.append(b'x' * (16 << 20))")
+    run = runner.run_limited(cmd, tmp_path, dict(os.environ), _limits(memory_mb=300),
+                             tmp_path / "log")
+    assert run.killed is not None and "over the 300 MiB limit" in run.killed[1]
+
+
+FORKS = 60
+SHARED_MB = 200
+LIMIT_MB = 1000
+_FORKER = f"""\
+import os, sys, time
+shared = b"x" * ({SHARED_MB} << 20)  # touched pages, shared copy-on-write by every fork
+kids = []
+for _ in range({FORKS}):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(float(sys.argv[1]))
+        os._exit(0)
+    kids.append(pid)
+print("ready", flush=True)
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_idle_forks_are_not_counted_once_per_process(tmp_path):
+    """60 sleeping forks of a process holding 200 MiB: their resident sizes add up to about
+    12 GiB, their proportional set sizes to about 200 MiB. A 1000 MiB limit must not kill them,
+    while a real allocation (the test above) still is killed."""
+    cmd = _script(tmp_path, _FORKER)
+    import subprocess
+
+    proc = subprocess.Popen([*cmd, "20"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        procs = runner.tree(psutil.Process(proc.pid))
+        rss_sum = sum(p.memory_info().rss for p in procs) / 2**20
+        assert len(procs) == FORKS + 1
+        assert rss_sum > 5 * LIMIT_MB  # what the old watchdog summed
+        assert runner.memory_mb(procs) < LIMIT_MB / 2  # what is really used
+    finally:
+        proc.kill()
+        proc.wait()
+    run = runner.run_limited([*cmd, "3"], tmp_path, dict(os.environ),
+                             _limits(memory_mb=LIMIT_MB), tmp_path / "log")
+    assert run.killed is None and run.returncode == 0, run.killed
+
+
+def test_memory_watch_reads_pss_only_over_the_limit_and_estimates_between_reads():
+    clock, rss, pss, reads = [0.0], [0.0], [0.0], []
+
+    def read_pss(_procs):
+        reads.append(clock[0])
+        return pss[0]
+
+    watch = runner.MemoryWatch(1000, rss=lambda _p: rss[0], pss=read_pss,
+                               clock=lambda: clock[0], min_interval=0.5, refresh=5)
+    rss[0], pss[0] = 900, 900
+    assert watch.over([]) is None and reads == []  # under the limit: resident sizes suffice
+    rss[0], pss[0] = 12_000, 250  # idle forks: summed resident sizes far over, PSS not
+    assert watch.over([]) is None and reads == [0.0]
+    for t in (0.1, 0.2, 1.0, 3.0):  # stable: estimated, not re-read
+        clock[0] = t
+        assert watch.over([]) is None
+    assert reads == [0.0]
+    clock[0], rss[0], pss[0] = 3.1, 12_900, 1100  # one fork allocates 900 MiB of its own
+    assert watch.over([]) == 1100 and reads == [0.0, 3.1]
+    watch = runner.MemoryWatch(1000, rss=lambda _p: rss[0], pss=read_pss,
+                               clock=lambda: clock[0], min_interval=0.5, refresh=5)
+    reads.clear()
+    clock[0], rss[0], pss[0] = 10.0, 12_000, 250
+    watch.over([])
+    clock[0] = 16.0  # stale: read again even if the estimate is fine
+    assert watch.over([]) is None and reads == [10.0, 16.0]
+
+
+def test_too_many_processes_are_killed(tmp_path):
+    code = (
+        "import subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
+        " for _ in range(30)]\n"
+        "time.sleep(60)\n"
+    )
+    run = runner.run_limited(_script(tmp_path, code), tmp_path, dict(os.environ),
+                             _limits(max_processes=10), tmp_path / "log")
+    assert run.killed is not None and run.killed[0] == CRASHED
+    assert "over the limit of 10" in run.killed[1] and run.seconds < 30
+    count = int(run.killed[1].split()[1])  # "ran N processes, ..."
+    assert count > 10
+
+
+# ------------------------------------------------------------------------ disk probe (unit)
+def _statvfs(free_bytes: int, frsize: int = 4096, blocks: int = 1000) -> os.statvfs_result:
+    avail = free_bytes // frsize
+    return os.statvfs_result((frsize, frsize, blocks, avail, avail, 100, 50, 50, 0, 255))
+
+
+def test_full_sandbox_disk_looks_at_other_mount_namespaces_only():
+    namespaces = {"self": "mnt:[1]", "10": "mnt:[1]", "11": "mnt:[2]", "12": "mnt:[2]",
+                  "13": "mnt:[3]"}
+    looked_at = []
+
+    def readlink(path: str) -> str:
+        pid = path.split("/")[2]
+        if pid not in namespaces:
+            raise FileNotFoundError(path)  # a process that is gone
+        return namespaces[pid]
+
+    def statvfs(free: dict[str, int]):
+        def fake(path: str) -> os.statvfs_result:
+            pid = path.split("/")[2]
+            looked_at.append(pid)
+            if pid == "13":
+                raise PermissionError(path)
+            return _statvfs(free[pid])
+        return fake
+
+    pids = [10, 99, 11, 12, 13]
+    full = runner.full_sandbox_disk(pids, statvfs({"11": 4096}), readlink)
+    assert full == 11 and looked_at == ["11"]  # own namespace skipped; gone pid skipped
+    looked_at.clear()
+    roomy = runner.full_sandbox_disk(pids, statvfs({"11": 64 << 20}), readlink)
+    assert roomy is None and looked_at == ["11", "13"]  # each namespace once; unreadable: skip
+    assert runner.full_sandbox_disk([], statvfs({}), readlink) is None
+
+
+def test_a_full_sandbox_disk_kills_with_a_reason(monkeypatch):
+    monkeypatch.setattr(runner, "full_sandbox_disk", lambda pids: 4242)
+    me = [psutil.Process()]
+    assert runner.over_limit(me, _limits(disk_mb=512), 1.0) == (
+        CRASHED, "wrote more than 512 MiB (disk limit)")
+    assert runner.over_limit(me, _limits(disk_mb=None), 1.0) is None  # not watched
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/mnt"), reason="needs Linux namespaces")
+def test_the_probe_reads_a_real_tmpfs_in_another_mount_namespace(tmp_path):
+    """The real statvfs path (`/proc/<pid>/root/tmp`) on a real sandboxed process."""
+    from graders.parallel import plan_sandbox
+
+    if not plan_sandbox(True).active:
+        pytest.skip("bubblewrap cannot create namespaces here")
+    import subprocess
+
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--size", str(2 << 20), "--tmpfs", "/tmp", "--unshare-pid", "--die-with-parent",
+           sys.executable, "-c",
+           "import time\ntry:\n    open('/tmp/fill', 'wb').write(b'x' * (4 << 20))\n"
+           "except OSError:\n    pass\nprint('full', flush=True)\ntime.sleep(30)"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "full"
+        pids = [p.pid for p in runner.tree(psutil.Process(proc.pid))]
+        assert runner.full_sandbox_disk(pids) is not None
+    finally:
+        proc.kill()
+        proc.wait()
