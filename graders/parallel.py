@@ -190,6 +190,12 @@ def precheck(course: Course, job: Job) -> tuple[str, str] | None:
 
 
 # ----------------------------------------------------------------------------- scratch course
+def in_scratch(course: Course, scratch: Path, step: str, student: str, assignment: str) -> Path:
+    """The scratch course's folder of a step: the course's own layout (its configuration is
+    copied along), rooted at ``scratch``."""
+    return scratch / course.folder(step, student, assignment).relative_to(course.root)
+
+
 def prepare_scratch(course: Course, job: Job, template_db: Path, scratch: Path) -> Path:
     """A private course at ``scratch`` for grading ``job``: config, ``source/<a>/``, the
     submission and a copy of ``template_db`` (the assignment's definition only)."""
@@ -197,12 +203,12 @@ def prepare_scratch(course: Course, job: Job, template_db: Path, scratch: Path) 
     shutil.copy2(course.config_file, scratch / "nbgrader_config.py")
     shutil.copytree(
         course.folder("source", ".", job.assignment),
-        scratch / "source" / job.assignment,
+        in_scratch(course, scratch, "source", ".", job.assignment),
         ignore=shutil.ignore_patterns(*course.settings.ignore, GRADING_FOLDER),
     )
     shutil.copytree(
         course.submission_path(job.student, job.assignment).parent,
-        scratch / "submitted" / job.student / job.assignment,
+        in_scratch(course, scratch, "submitted", job.student, job.assignment),
         symlinks=True,
     )
     shutil.copy2(template_db, scratch / "gradebook.db")
@@ -279,6 +285,17 @@ def sandbox_arguments(
     return args, env
 
 
+def kernel_arguments(
+    plan: SandboxPlan, course: Course, scratch_root: Path, limits: Limits
+) -> tuple[list[str], dict[str, str]]:
+    """The one place where the batch decides how nbgrader runs the kernels: sandboxed (see
+    :func:`sandbox_arguments`) or, when the plan says so, explicitly not (the course's executor,
+    ``VerdictExecute``, otherwise sandboxes whenever it can)."""
+    if plan.active:
+        return sandbox_arguments(course, scratch_root, limits)
+    return ["--VerdictExecute.sandbox=off"], {}
+
+
 def address_space_mb(memory_mb: int) -> int:
     """The sandbox's hard address-space cap behind the ``memory_mb`` watchdog: twice the limit
     plus 2 GiB, so that libraries' virtual reservations fit and the watchdog (which kills the
@@ -343,7 +360,8 @@ def grade_in_scratch(
             ctx.stop,
         )
         seconds += run.seconds
-        written = (scratch / "autograded" / job.student / job.assignment).is_dir()
+        out = in_scratch(ctx.course, scratch, "autograded", job.student, job.assignment)
+        written = out.is_dir()
         status, reason = runner.classify(run, written, refused)
         if status != CRASHED or run.killed or ctx.stop():
             break
@@ -370,7 +388,7 @@ def record(
         if result.status == GRADED and grade.status == FLAGGED:
             result.add_flags(grade.flags)
             result.status, result.reason = FLAGGED, grade.reason
-    src = scratch / "autograded" / student / a
+    src = in_scratch(course, scratch, "autograded", student, a)
     dst = course.folder("autograded", student, a)
     force_rmtree(dst)
     if result.graded:
@@ -429,7 +447,7 @@ def autograde(
     try:
         assignments = list(dict.fromkeys(j.assignment for j in jobs))
         templates, broken = _template_gradebooks(course, assignments, scratch_root)
-        args, env = sandbox_arguments(course, scratch_root, limits) if sandbox.active else ([], {})
+        args, env = kernel_arguments(sandbox, course, scratch_root, limits)
         orders = {a: course.cell_order(a) for a in assignments}
         ctx = _Context(
             course, scratch_root, templates, orders, cell_timeout, limits, args, env,

@@ -27,7 +27,7 @@ SANDBOX = parallel.plan_sandbox(True)
 needs_sandbox = pytest.mark.skipif(not SANDBOX.active, reason=f"no sandbox: {SANDBOX.note}")
 CELL_TIMEOUT = 3  # s: endless ignores the interrupt; nbgrader gives up after about twice this
 NOTEBOOK_TIMEOUT = 30.0
-MEMORY_MB = 400
+MEMORY_MB = 1200  # the whole tree: nbgrader and its trusted test process count too
 DISK_MB = 64
 ORDINARY = {"ref": {}, "wrong-mul": {"wrong": ("mul",)}, "stub": {"unsolved": ("add", "mul")}}
 
