@@ -4,6 +4,7 @@ Every choice below is explained in README.md ("Grading rules"); keep them in syn
 """
 
 import os
+import sys
 
 from dlworkshop.grading import HARMLESS_STDERR_PATTERN
 
@@ -43,3 +44,17 @@ c.OverwriteCells.add_missing_cells = True
 # progress bars are not failures (the assertions decide), so their stderr chunks are dropped.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = HARMLESS_STDERR_PATTERN
+
+# Feedback (`nbgrader generate_feedback`, the formgrader's buttons, `python -m graders feedback`)
+# is rebuilt by graders/feedback_preprocessor.py: test cells without their hidden block and with
+# the trusted runner's one-line results, the student's cells with the outputs of the notebook
+# they submitted (never those of the grading run). nbgrader imports it by name when it makes
+# feedback (a course copy without graders/ next to this file then fails instead of leaking).
+_here = os.path.dirname(os.path.abspath(__file__))  # traitlets sets __file__
+if os.path.isdir(os.path.join(_here, "graders")) and _here not in sys.path:
+    sys.path.append(_here)
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "graders.feedback_preprocessor.SafeFeedback",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
