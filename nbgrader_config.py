@@ -34,7 +34,21 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # loop hold a grader for long. A cell that times out scores zero and grading goes on.
 c.Execute.timeout = 180
 c.Execute.interrupt_on_timeout = True
-c.Execute.allow_errors = True
+
+# Verdicts outside the student's process (README, "Threat model"): nbgrader's Execute is replaced
+# by graders.verdict's, which runs every test cell (visible and hidden parts, from the gradebook)
+# in the grading process and reaches the student's kernel only through a narrow channel. Student
+# kernels run in the bubblewrap sandbox when it works on this machine ("auto"; "on" requires it).
+c.Autograde.autograde_preprocessors = [
+    "graders.verdict.execute.VerdictExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.VerdictExecute.sandbox = "auto"
 
 # A deleted or de-tagged test cell is put back (from gradebook.db) and run, so a student can
 # neither dodge a failing test by deleting it nor lose points for honest work by accident.

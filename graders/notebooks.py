@@ -10,17 +10,12 @@ the outcome of running a notebook's cells in one kernel.
 from __future__ import annotations
 
 import copy
-import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbformat import NotebookNode
-
-from dlworkshop.grading import HARMLESS_STDERR_PATTERN
 
 #: nbgrader's delimiters (``ClearSolutions`` / ``ClearHiddenTests`` defaults); a course that
 #: configures others passes its own (``Course.settings.solution`` / ``.hidden_tests``).
@@ -192,36 +187,23 @@ def run(
     timeout: int = 300,
     env: Mapping[str, str] | None = None,
 ) -> tuple[NotebookNode, dict[str, CellOutcome]]:
-    """Execute ``nb`` in one fresh kernel (up to and including cell ``until``), errors allowed.
+    """Execute ``nb`` as grading does (up to and including cell ``until``), errors allowed:
+    every cell but the tests in one fresh kernel, the test cells (with their full code, hidden
+    tests included) on the trusted side (:func:`graders.verdict.execute.execute`).
 
-    Returns the executed notebook and, for each test cell that ran, whether it passed. A test
-    cell passes when it raises nothing; like nbgrader, it also fails if it wrote to stderr
-    (after dropping warnings and progress bars, as ``nbgrader_config.py`` does).
+    Returns the executed notebook and, for each test cell that ran, whether it passed (it
+    raised nothing).
     """
+    from graders.verdict.execute import execute
+
     nb = copy.deepcopy(nb)
     if until is not None:
         nb.cells = nb.cells[: cell_index(nb, until) + 1]
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    client.execute(env={**os.environ, **(env or {})})
+    nb, results = execute(nb, cwd=cwd, timeout=timeout, env=env)
     outcomes = {}
     for cell in test_cells(nb):
-        error = cell_error(cell) or _harmful_stderr(cell)
-        outcomes[grade_id(cell)] = CellOutcome(grade_id(cell), points(cell), not error, error)
+        gid = grade_id(cell)
+        if gid in results:
+            outcomes[gid] = CellOutcome(gid, points(cell), results[gid].passed,
+                                        results[gid].error)
     return nb, outcomes
-
-
-HARMLESS_STDERR = re.compile(HARMLESS_STDERR_PATTERN)
-
-
-def _harmful_stderr(cell: NotebookNode) -> str:
-    for out in cell.get("outputs", []):
-        if out.output_type == "stream" and out.name == "stderr":
-            if not HARMLESS_STDERR.search(out.text):
-                return f"stderr: {out.text.strip()[:200]}"
-    return ""

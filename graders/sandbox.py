@@ -19,12 +19,13 @@ What the kernel sees
       :data:`SHARED_CACHES` (``$DLWORKSHOP_CACHE``, default ``~/.cache/dlworkshop``, and
       ``$TORCH_HOME``, default ``~/.cache/torch``) are shown read-only too when they exist, and
       the kernel's variables point at them (MNIST then loads in milliseconds, not 4 s).
-    * **Writable**: only the kernel's working folder (nbgrader passes the notebook's autograded
-      folder as the kernel's ``cwd``), a private tmpfs ``/tmp`` (``$HOME`` is ``/tmp/home``,
-      with ``IPYTHONDIR`` and ``MPLCONFIGDIR`` in it) and a private ``/dev/shm``. Writes
-      anywhere else fail (read-only file system) or land in a tmpfs that vanishes with the kernel.
-      When the kernel stops, symbolic links, FIFOs and sockets it left in its folder are
-      deleted: nbgrader writes the graded notebook there next and would follow or block on them.
+    * **Writable**: only a private tmpfs ``/tmp`` of ``disk_mb`` MiB (the kernel's working folder
+      is ``/tmp/work``; ``$HOME`` is ``/tmp/home``, with ``IPYTHONDIR`` and ``MPLCONFIGDIR`` in
+      it) and a private ``/dev/shm`` of the same size. Writes anywhere else fail (read-only file
+      system); everything written vanishes with the kernel. The folder nbgrader runs the kernel
+      in (``autograded/<student>/<a>/``) is **not** mounted: it holds the notebook being graded,
+      hidden tests included. Its other files (data files an assignment ships) appear read-only
+      in ``/tmp/work`` under their names, so relative paths in a notebook work as before.
     * No network: a new network namespace holds only a down loopback, so neither the host's
       127.0.0.1 nor the outside world (DNS included) can be reached. The kernel talks to the
       grader over Jupyter's ``ipc`` transport: unix sockets in a private folder bound writable.
@@ -53,17 +54,21 @@ Limits (:class:`Limits`; environment variable, default)
       added to the processes that user already runs (the count is that user's, system-wide).
     * ``file_size_mb`` (``GRADERS_SANDBOX_FILE_SIZE_MB``, 1024): ``RLIMIT_FSIZE``, the largest
       file the kernel may write.
-    * ``tmp_mb`` (``GRADERS_SANDBOX_TMP_MB``, 1024): size of each of the tmpfs ``/tmp`` and
-      ``/dev/shm`` (they live in the host's memory).
+    * ``disk_mb`` (``GRADERS_SANDBOX_DISK_MB``, 512): size of each of the tmpfs ``/tmp`` and
+      ``/dev/shm`` (they live in the host's memory): what a submission may write. A full ``/tmp``
+      makes writes fail with "No space left on device"; the grading watchdog
+      (``graders.runner``) sees it and stops the kernel with a reason.
     Core dumps are off.
 
 Using it with nbgrader
     nbgrader's ``Execute`` preprocessor passes ``kernel_manager_class`` to nbclient as a
     keyword argument, which beats configuration: ``--Execute.kernel_manager_class=...`` is
-    silently ignored (measured with nbgrader 0.9.6). :class:`SandboxExecute` is ``Execute``
-    with this manager; :func:`sandbox_settings` returns the command-line arguments that put it
-    in ``Autograde.autograde_preprocessors`` and the environment that configures it (and puts
-    this package on ``PYTHONPATH`` for nbgrader; the kernel does not get that entry).
+    silently ignored (measured with nbgrader 0.9.6). The course's executor
+    (:class:`graders.verdict.execute.VerdictExecute`, set in ``nbgrader_config.py``) therefore
+    chooses this manager itself (its ``sandbox`` option), and binds its channel to the kernel
+    into :attr:`SandboxKernelManager.agent_folder`. :func:`sandbox_settings` returns the
+    command-line arguments and the environment that make an ``nbgrader autograde`` require the
+    sandbox with given hidden folders and limits.
 
 If ``bwrap`` is missing or cannot create namespaces here, :func:`sandbox_status` says why, and
 the manager refuses to start a kernel (it never falls back to running one unsandboxed); callers
@@ -89,7 +94,6 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
-from nbgrader.preprocessors import Execute
 from traitlets import default
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +102,7 @@ ENV_HIDE = "GRADERS_SANDBOX_HIDE"
 ENV_READONLY = "GRADERS_SANDBOX_READONLY"
 ENV_PREFIX = "GRADERS_SANDBOX_"
 SANDBOX_HOME = "/tmp/home"
+SANDBOX_WORK = "/tmp/work"  # the kernel's working folder inside the sandbox
 UID_BASE = 1_000_000_000
 _uid_counter = itertools.count()
 
@@ -121,7 +126,7 @@ class Limits:
     memory_mb: int = 8192
     max_processes: int = 256
     file_size_mb: int = 1024
-    tmp_mb: int = 1024
+    disk_mb: int = 512
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that carry these limits to the kernel manager."""
@@ -211,6 +216,19 @@ def python_paths() -> list[Path]:
     """What the kernel needs to run this Python: its installation and editable installs."""
     exe_dir = Path(os.path.realpath(sys.executable)).parent
     return _existing([sys.prefix, sys.base_prefix, exe_dir, *_editable_paths()])
+
+
+def default_grader_hidden(kernel_cwd: Path) -> list[Path]:
+    """Folders hidden from every kernel on top of :func:`default_hidden`: the folder the grading
+    process runs in (an nbgrader course root: gradebook, source, submissions) and the kernel's
+    nominal folder (the autograded copy of the notebook). The Python installation inside such a
+    folder (a course's ``.venv``) is shown again read-only, like any hidden folder's."""
+    keep = python_paths()
+    found = []
+    for folder in {Path.cwd().resolve(), Path(kernel_cwd).resolve()}:
+        if folder != Path("/") and not any(folder.is_relative_to(p) for p in keep):
+            found.append(folder)
+    return sorted(found)
 
 
 def default_hidden() -> list[Path]:
@@ -318,18 +336,18 @@ def bwrap_command(
     then the writable folders.
     """
     devices = gpu_devices()
-    tmp_size = str(limits.tmp_mb * 2**20)
+    tmp_size = str(limits.disk_mb * 2**20)
     cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--size", tmp_size, "--perms", "1777", "--tmpfs", "/tmp",
-           "--perms", "1777", "--dir", SANDBOX_HOME,
+           "--perms", "1777", "--dir", SANDBOX_HOME, "--perms", "1777", "--dir", SANDBOX_WORK,
            "--size", tmp_size, "--perms", "1777", "--tmpfs", "/dev/shm"]
     kernel_env = dict(os.environ if kernel_env is None else kernel_env)
     caches = shared_caches(kernel_env)
     hidden = _existing([*default_hidden(), *hide])
     shown = _existing([*python_paths(), *caches.values(), *readonly])
-    writable = _existing([run_dir, cwd])
+    writable = _existing([run_dir])
     if uid is not None:
         hidden = _existing([*hidden, *_closed_ancestors([*shown, *writable], hidden)])
     for path in hidden:
@@ -341,6 +359,8 @@ def bwrap_command(
         cmd += ["--dev-bind", str(device), str(device)]
     for path in writable:
         cmd += [*_mount_point_args(path, tmpfs_roots), "--bind", str(path), str(path)]
+    for path in work_files(cwd):
+        cmd += ["--ro-bind", str(path), f"{SANDBOX_WORK}/{path.name}"]
     # bwrap changes folder after dropping capabilities, when root may no longer enter a folder
     # handed to the kernel's uid; `env --chdir` does it as that uid, at the end.
     cmd += ["--chdir", "/", "--cap-drop", "ALL"]
@@ -350,7 +370,21 @@ def bwrap_command(
     for name, path in caches.items():
         cmd += ["--setenv", name, str(path)]
     return [*cmd, "--", *limit_command(limits, uid, gpu=bool(devices)),
-            "env", f"--chdir={Path(cwd).resolve()}", "--", *kernel_cmd]
+            "env", f"--chdir={SANDBOX_WORK}", "--", *kernel_cmd]
+
+
+def work_files(folder: Path) -> list[Path]:
+    """What of the folder nbgrader runs the kernel in the kernel sees (read-only, in
+    ``/tmp/work``): regular files and folders, but no notebook (the one being graded holds the
+    hidden tests) and no links."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir()
+        if not p.is_symlink() and (p.is_dir() or (p.is_file() and p.suffix != ".ipynb"))
+        and not p.name.startswith(".")
+    )
 
 
 def _closed_ancestors(paths: list[Path], hidden: list[Path]) -> list[Path]:
@@ -388,17 +422,6 @@ def _split_paths(value: str) -> list[Path]:
     return [Path(p) for p in value.split(os.pathsep) if p]
 
 
-def _odd_files(root: Path) -> set[Path]:
-    """Everything below ``root`` that is neither a regular file nor a folder (links included)."""
-    odd = set()
-    for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            path = Path(folder, name)
-            if path.is_symlink() or not (path.is_file() or path.is_dir()):
-                odd.add(path)
-    return odd
-
-
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     """Give ``root`` and everything below it to ``uid:gid`` (symlinks themselves, not targets)."""
     os.chown(root, uid, gid, follow_symlinks=False)
@@ -421,13 +444,16 @@ class SandboxKernelManager(AsyncKernelManager):
     """
 
     _run_dir: Path | None = None
-    _workdir: Path | None = None
-    _owner: tuple[int, int] | None = None  # the working folder's owner, when handed over
-    _odd_before: frozenset[Path] = frozenset()
 
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
+
+    @property
+    def agent_folder(self) -> Path | None:
+        """A private folder the kernel can reach (bound writable into the sandbox): where the
+        trusted test runner opens its channel to the kernel."""
+        return self._run_dir
 
     @property
     def kernel_spec(self) -> KernelSpec | None:
@@ -453,15 +479,13 @@ class SandboxKernelManager(AsyncKernelManager):
         cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
         env = dict(kw.get("env") or os.environ)
         uid = _kernel_uid() if _is_root() else None
-        if self._workdir is None:
-            self._workdir, self._odd_before = cwd, frozenset(_odd_files(cwd))
-        if uid is not None:
-            self._hand_over(cwd, uid)
+        if uid is not None:  # the kernel's uid reads its connection file, makes its sockets
+            _chown_tree(self._run_dir, uid, uid)
         cmd = bwrap_command(
             kernel_cmd,
             cwd=cwd,
             run_dir=self._run_dir,
-            hide=_split_paths(env.get(ENV_HIDE, "")),
+            hide=[*default_grader_hidden(cwd), *_split_paths(env.get(ENV_HIDE, ""))],
             readonly=_split_paths(env.get(ENV_READONLY, "")),
             limits=Limits.from_env(env),
             uid=uid,
@@ -470,62 +494,11 @@ class SandboxKernelManager(AsyncKernelManager):
         self.log.debug("sandboxed kernel: %s", cmd)
         await super()._async_launch_kernel(cmd, **kw)
 
-    def _hand_over(self, cwd: Path, uid: int) -> None:
-        """Let the kernel's uid write its working folder and read its connection file."""
-        assert self._run_dir is not None
-        if self._owner is None:
-            st = cwd.stat()
-            self._owner = (st.st_uid, st.st_gid)
-        _chown_tree(self._run_dir, uid, uid)
-        _chown_tree(cwd, uid, uid)
-
-    def _give_back(self) -> None:
-        """Clear what the kernel planted for the grader in its working folder (symbolic links,
-        FIFOs, sockets: nbgrader writes the graded notebook there next, and would follow or
-        block on them) and return the folder, with what the kernel wrote, to its owner."""
-        cwd, self._workdir = self._workdir, None
-        if cwd is None or not cwd.exists():
-            return
-        for path in _odd_files(cwd) - self._odd_before:
-            path.unlink(missing_ok=True)
-        if self._owner is not None:
-            _chown_tree(cwd, *self._owner)
-            self._owner = None
-
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
-        if not restart:
-            self._give_back()
-            if self._run_dir is not None:
-                shutil.rmtree(self._run_dir, ignore_errors=True)
-                self._run_dir = None
-
-
-class SandboxExecute(Execute):
-    """nbgrader's ``Execute`` preprocessor, running kernels with :class:`SandboxKernelManager`.
-
-    It reads ``Execute.*`` configuration (timeout, interrupt_on_timeout, ...) like ``Execute``.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
-        super().__init__(*args, **kwargs)
-
-
-def _dotted(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def autograde_preprocessors() -> list[str]:
-    """nbgrader's own autograde preprocessors, with ``Execute`` replaced by ours."""
-    from nbgrader.converters.autograde import Autograde
-
-    names = []
-    for pp in Autograde.class_traits()["autograde_preprocessors"].default():
-        if pp is Execute:
-            pp = SandboxExecute
-        names.append(_dotted(pp) if isinstance(pp, type) else str(pp))
-    return names
+        if not restart and self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
 
 
 def sandbox_settings(
@@ -535,11 +508,11 @@ def sandbox_settings(
 
     ``hide``: folders the kernel must not see (course root, repo root, scratch course);
     ``readonly``: folders inside them it still needs (beyond the Python installation and
-    editable installs, which are always kept). The environment puts this package on
-    ``PYTHONPATH`` so that nbgrader can import :class:`SandboxExecute`; merge it over the
-    current environment.
+    editable installs, which are always kept). The arguments make the course's executor
+    (:class:`graders.verdict.execute.VerdictExecute`, set in ``nbgrader_config.py``) require
+    the sandbox; merge the environment over the current one.
     """
-    args = [f"--Autograde.autograde_preprocessors={name}" for name in autograde_preprocessors()]
+    args = ["--VerdictExecute.sandbox=on"]
     pythonpath = os.pathsep.join(
         p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p
     )

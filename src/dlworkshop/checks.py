@@ -115,21 +115,25 @@ def check_optimizer_against_torch(
     ``step(grads)`` is called; ``torch_cls(tensors, **hyper)`` is the reference. Both see the same
     random gradients for ``steps`` steps; parameters must agree to 1e-10 after every step.
     """
+    from dlworkshop import testing
+
     label = f"{mine_cls.__name__}({', '.join(f'{k}={v}' for k, v in hyper.items())})"
     rng = np.random.default_rng(seed)
-    params = {"W": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
-    tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    initial = {"W": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
+    tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in initial.items()}
+    params = testing.place(initial)  # where the optimizer runs, so that in-place updates show
     mine, ref = mine_cls(params, **hyper), torch_cls(list(tparams.values()), **hyper)
     for step in range(1, steps + 1):
-        grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+        grads = {k: rng.normal(size=v.shape) for k, v in initial.items()}
         for k, t in tparams.items():
             t.grad = torch.tensor(grads[k])
         mine.step(grads)
         ref.step()
-        for k in params:
+        current = testing.fetch(params)
+        for k in initial:
             check_close(
                 f"{label}: params[{k!r}] after step {step}",
-                params[k],
+                current[k],
                 tparams[k].detach().numpy(),
                 rtol=1e-10,
                 atol=1e-12,

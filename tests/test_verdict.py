@@ -1,0 +1,362 @@
+"""graders.verdict: the codec, the proxies and the trusted test runner, against a real kernel.
+
+One kernel (with the grading agent) serves the whole module; "student cells" are run in it as
+nbclient runs them, "test cells" through :class:`graders.verdict.execute.GradingSession`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from graders.verdict import remote, wire
+from graders.verdict.execute import GradingSession, execute
+
+pytestmark = pytest.mark.xdist_group("verdict")
+
+
+# ------------------------------------------------------------------------------ the codec
+def _roundtrip(value, make_ref=None, resolve=None, **kwargs):
+    head, buffers = wire.encode(value, make_ref, **kwargs)
+    frames = wire.pack({"v": head}, buffers)
+    head2, buffers2 = wire.unpack(frames)
+    return wire.decode(head2["v"], buffers2, resolve or (lambda h: pytest.fail("no refs")))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 0, -(2**70), 1.5, float("inf"), -0.0, 1e-310, 2 + 3j, "text ü", b"\x00\xff",
+     [1, [2, (3, 4)]], (1,), {"a": 1, 2: "b", (1, 2): None}, {1, 2}, frozenset({3}),
+     slice(1, None, 2), range(2, 9, 3), Ellipsis],
+)
+def test_plain_values_round_trip(value):
+    assert _roundtrip(value) == value
+    assert type(_roundtrip(value)) is type(value)
+
+
+def test_nan_round_trips():
+    assert math.isnan(_roundtrip(float("nan")))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "int64", "uint8", "bool",
+                                   "complex128"])
+def test_arrays_and_scalars_keep_dtype_shape_and_values(dtype):
+    arr = (np.arange(24).reshape(2, 3, 4) % 3).astype(dtype)
+    back = _roundtrip(arr[:, ::2])  # not contiguous
+    assert back.dtype == arr.dtype and back.shape == (2, 2, 4)
+    np.testing.assert_array_equal(back, arr[:, ::2])
+    assert back.flags.writeable
+    scalar = _roundtrip(arr.flat[5])
+    assert type(scalar) is type(arr.flat[5]) and scalar == arr.flat[5]
+
+
+def test_tensors_dtypes_devices_sizes():
+    t = torch.arange(6, dtype=torch.float32).reshape(2, 3).t()
+    back = _roundtrip(t)
+    assert isinstance(back, torch.Tensor) and torch.equal(back, t) and not back.requires_grad
+    bf = torch.tensor([1.5, -2.0], dtype=torch.bfloat16)
+    assert torch.equal(_roundtrip(bf), bf)
+    assert _roundtrip(torch.float16) is torch.float16
+    assert _roundtrip(torch.device("cuda:1")) == torch.device("cuda:1")
+    assert _roundtrip(torch.Size([2, 3])) == torch.Size([2, 3])
+
+
+def test_requires_grad_survives_and_parameters_stay_parameters_from_the_trusted_side():
+    p = torch.nn.Parameter(torch.ones(2))
+    back = _roundtrip({"p": p, "t": torch.ones(1, requires_grad=True)}, lambda o: None,
+                      trusted=True)
+    assert isinstance(back["p"], torch.nn.Parameter)
+    assert back["t"].requires_grad and not isinstance(back["t"], torch.nn.Parameter)
+
+
+def test_student_side_sends_objects_and_parameters_as_references():
+    made = []
+
+    def make_ref(obj):
+        made.append(obj)
+        return {"$t": "ref", "h": len(made), "cls": ["x", "y"], "mro": []}
+
+    lin = torch.nn.Linear(2, 1)
+    head, _ = wire.encode([lin, lin.weight, lin.weight.detach(), {"k": print}], make_ref)
+    assert [h.get("$t") for h in head[:3]] == ["ref", "ref", "tensor"]
+    assert made == [lin, lin.weight, print]
+
+
+def test_the_trusted_side_cannot_send_its_own_objects():
+    with pytest.raises(wire.WireError, match="cannot send"):
+        wire.encode([object()], lambda o: None, trusted=True)
+
+
+@pytest.mark.parametrize(
+    ("head", "buffers", "match"),
+    [
+        ({"$t": "nd", "dtype": "object", "shape": [1], "b": 0}, [b"x" * 8], "not allowed"),
+        ({"$t": "nd", "dtype": "float64", "shape": [2], "b": 0}, [b"x" * 8], "size"),
+        ({"$t": "nd", "dtype": "float64", "shape": [-1], "b": 0}, [b""], "shape"),
+        ({"$t": "nd", "dtype": "float64", "shape": [1], "b": 3}, [b"x" * 8], "buffer"),
+        ({"$t": "pickle", "v": "x"}, [], "unknown tag"),
+        ({"$t": "tensor", "dtype": "int64", "shape": [1], "b": 0, "grad": True}, [b"x" * 8],
+         "require grad"),
+        ({"$t": "range", "v": [1, "2", 3]}, [], "range"),
+        ({"no": "tag"}, [], "not a value"),
+    ],
+)
+def test_decoding_rejects_what_is_not_the_protocol(head, buffers, match):
+    with pytest.raises(wire.WireError, match=match):
+        wire.decode(head, buffers, lambda h: None)
+
+
+def test_decoding_bounds_nesting():
+    deep: object = 1
+    for _ in range(wire.MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(wire.WireError, match="nested"):
+        wire.decode(deep, [], lambda h: None)
+    with pytest.raises(wire.WireError, match="nested"):
+        wire.encode(deep)
+
+
+def test_unpack_rejects_garbage():
+    with pytest.raises(wire.WireError):
+        wire.unpack([b"{not json"])
+    with pytest.raises(wire.WireError):
+        wire.unpack([b"[1, 2]"])
+
+
+# ------------------------------------------------------------------------------ a live kernel
+STUDENT = '''
+import time
+import numpy as np
+import torch
+from torch import nn
+
+def add(a, b):
+    return a + b
+
+def boom():
+    raise ValueError("student says no")
+
+def sleepy(seconds):
+    time.sleep(seconds)
+    return "woke up"
+
+def stubborn(seconds):
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+    return "done"
+
+def grad_enabled():
+    return torch.is_grad_enabled()
+
+def append_one(d):
+    d["x"].append(1)
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+    def forward(self, x):
+        return self.fc(x)
+
+net = Net()
+values = [1, 2, 3]
+'''
+
+
+class Kernel:
+    """A kernel with the agent, a trusted runner, and helpers to run cells both ways."""
+
+    def __init__(self, client: NotebookClient, session: GradingSession) -> None:
+        self.client, self.session = client, session
+
+    def student(self, source: str) -> list:
+        cell = new_code_cell(source)
+        self.client.nb.cells.append(cell)
+        self.client.execute_cell(cell, len(self.client.nb.cells) - 1)
+        return cell.outputs
+
+    def test(self, source: str, grade_id: str = "t"):
+        return self.session.run_test(grade_id, source)
+
+    def call(self, fn, timeout: float = 20.0):
+        """Run ``fn(bridge)`` inside a test session."""
+        bridge = self.session.bridge
+        token = "tok"
+        msg_id = self.session.kc.execute(bridge.serve_code(token), silent=True,
+                                         store_history=False)
+        bridge.wait_hello(token, 30, lambda: None)
+        bridge.begin_session(time.monotonic() + timeout)
+        try:
+            return fn(bridge)
+        finally:
+            bridge.end_session()
+            self.session._shell_reply(msg_id, 15)
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    nb = new_notebook(cells=[])
+    client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True)
+    with client.setup_kernel():
+        session = GradingSession(client, ["import numpy as np\nimport torch\nfrom torch import nn"],
+                                 ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"), 20)
+        k = Kernel(client, session)
+        k.student(STUDENT)
+        try:
+            yield k
+        finally:
+            session.close()
+
+
+def test_calls_ship_data_and_return_data(kernel):
+    r = kernel.test("out = add(np.ones(3), np.arange(3.0))\n"
+                    "assert isinstance(out, np.ndarray) and out.tolist() == [1, 2, 3]\n"
+                    "assert add('a', 'b') == 'ab' and add(2, 3) == 5\n"
+                    "assert values == [1, 2, 3]")
+    assert r.passed, r.error
+
+
+def test_models_are_proxies_that_pass_isinstance_and_keep_identity(kernel):
+    r = kernel.test(
+        "assert isinstance(net, nn.Module) and isinstance(net.fc, nn.Linear)\n"
+        "assert not isinstance(net, nn.Linear)\n"
+        "assert type(net).__name__ == 'Remote' and net.__class__.__name__ == 'Net'\n"
+        "out = net(torch.zeros(4, 3))\n"
+        "assert out.shape == (4, 2) and out.requires_grad\n"
+        "with torch.no_grad():\n"
+        "    assert not net(torch.zeros(1, 3)).requires_grad\n"
+        "ids = {id(p) for p in net.parameters()}\n"
+        "assert ids == {id(p) for p in net.fc.parameters()} and len(ids) == 2\n"
+        "assert net.fc is net.fc\n"
+        "assert sum(p.numel() for p in net.parameters()) == 8\n"
+        "assert sorted(net.state_dict()) == ['fc.bias', 'fc.weight']\n"
+        "net.fc.weight.requires_grad = False\n"
+        "assert net.fc.weight.requires_grad is False\n"
+        "net.fc.weight.requires_grad = True\n"
+        "assert len(list(net.modules())) == 2 and 'fc' in dict(net.named_children())\n"
+        "assert hasattr(net, 'fc') and not hasattr(net, 'nothing_here')\n"
+    )
+    assert r.passed, r.error
+
+
+def test_student_errors_keep_their_type_and_say_where(kernel):
+    r = kernel.test("x = 1\nboom()\n")
+    assert not r.passed
+    out = r.outputs[-1]
+    assert (out.ename, out.evalue) == ("ValueError", "student says no")
+    assert "in boom" in "\n".join(out.traceback) and "line 2 of the test cell" in out.traceback[-1]
+    r = kernel.test("try:\n    boom()\nexcept ValueError:\n    print('caught')\n")
+    assert r.passed and "caught" in r.outputs[0].text
+
+
+def test_failures_point_at_visible_lines_or_a_hidden_check_without_source(kernel):
+    source = ("assert add(1, 1) == 2\n### BEGIN HIDDEN TESTS\nsecret_value = 41\n"
+              "assert add(secret_value, 1) == 43, 'off by one'\n### END HIDDEN TESTS\n"
+              "assert add(2, 2) == 5\n")
+    r = kernel.test(source)
+    assert r.error == "AssertionError: off by one"
+    assert r.outputs[-1].traceback == ["AssertionError: off by one",
+                                       "(failed in a hidden check of this test)"]
+    r = kernel.test(source.replace("43", "42"))
+    assert r.outputs[-1].traceback[-1] == "(failed at line 2 of the test cell)"
+    assert "secret_value" not in str(r.outputs)
+
+
+def test_names_missing_in_the_kernel_are_name_errors(kernel):
+    r = kernel.test("never_defined_anywhere(1)")
+    assert r.error == "NameError: name 'never_defined_anywhere' is not defined"
+
+
+def test_trusted_names_beat_the_students(kernel):
+    kernel.student("np = None\nlen = lambda x: 42\nAssertionError = KeyError")
+    r = kernel.test("assert np.ones(2).sum() == 2 and len([1]) == 1\nassert False, 'real'")
+    assert r.error == "AssertionError: real"
+    kernel.student("import numpy as np\ndel len, AssertionError")
+
+
+def test_grad_mode_place_fetch_and_ship(kernel):
+    def check(bridge):
+        fn = bridge.request("names", names=["grad_enabled"])["grad_enabled"]
+        assert fn() is True
+        with torch.no_grad():
+            assert fn() is False
+        placed = bridge.place({"x": [0]})
+        bridge.request("names", names=["append_one"])["append_one"](placed)
+        assert bridge.fetch(placed) == {"x": [0, 1]}
+        model = bridge.ship(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+        assert isinstance(model, torch.nn.Sequential) and isinstance(model[0], torch.nn.Linear)
+        return True
+
+    assert kernel.call(check)
+
+
+def test_a_slow_call_is_interrupted_at_the_deadline_and_the_kernel_lives_on(kernel):
+    def slow(bridge):
+        fn = bridge.request("names", names=["sleepy"])["sleepy"]
+        with pytest.raises(remote.KernelTimeout):
+            fn(30)
+        with pytest.raises(remote.KernelTimeout):  # the cell's time is up
+            fn(0)
+        return True
+
+    start = time.monotonic()
+    assert kernel.call(slow, timeout=2)
+    assert time.monotonic() - start < 15
+    assert kernel.test("assert sleepy(0) == 'woke up'").passed
+
+
+def test_objects_dropped_by_the_tests_are_released(kernel):
+    def count(bridge):
+        return bridge.request("names", names=["values"])["values"]
+
+    kernel.test("for _ in range(5):\n    Net()\n")
+    kernel.call(count)  # the release rides on the next request
+    r = kernel.test("import sys\n")
+    assert r.passed
+    outputs = kernel.student("import sys\nprint(len(sys.modules['_graders_wire']._agent.objects))")
+    assert int(outputs[0]["text"]) < 5
+
+
+def test_a_kernel_that_ignores_interrupts_is_given_up(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell(STUDENT, metadata={"nbgrader": {"grade_id": "sol", "solution": True}}),
+        new_code_cell("stubborn(60)", metadata={"nbgrader": {"grade_id": "t1", "grade": True,
+                                                            "points": 1}}),
+        new_code_cell("assert add(1, 2) == 3", metadata={"nbgrader": {"grade_id": "t2",
+                                                                     "grade": True,
+                                                                     "points": 1}}),
+    ])
+    start = time.monotonic()
+    _, results = execute(nb, cwd=tmp_path, timeout=3)
+    assert time.monotonic() - start < 40
+    assert results["t1"].error.startswith("KernelUnavailable: your code did not stop")
+    assert results["t2"].error.startswith("KernelUnavailable")
+
+
+def test_test_code_never_reaches_the_kernel_and_hooks_cannot_hide_failures(tmp_path):
+    hidden = "assert add(2, 2) == 4  # hidden-marker-93"
+    meta = {"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}
+    nb = new_notebook(cells=[
+        new_code_cell("get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+                      "import builtins\nbuiltins.AssertionError = KeyError\n"
+                      "def add(a, b):\n    return a - b"),
+        new_code_cell(f"assert add(1, 1) == 2\n### BEGIN HIDDEN TESTS\n{hidden}\n"
+                      "### END HIDDEN TESTS", metadata=meta),
+        new_code_cell("import gc\nprint('\\n'.join(In))\n"
+                      "print(any('hidden-marker' in str(o) for o in gc.get_objects()"
+                      " if isinstance(o, str)))"),
+    ])
+    out, results = execute(nb, cwd=tmp_path, timeout=30)
+    assert results["t"].error.startswith("AssertionError")
+    printed = out.cells[2].outputs[0]["text"]
+    assert "hidden-marker" not in printed.replace("'hidden-marker' in", "")
+    assert printed.rstrip().endswith("False")
