@@ -261,8 +261,8 @@ def sandbox_arguments(
 ) -> tuple[list[str], dict[str, str]]:
     """nbgrader arguments and environment that run the kernels in the sandbox: the course, the
     repository and all scratch courses hidden, the interpreter and ``src/`` read-only; the
-    address space, processes and disk limited (the disk through :data:`ENV_DISK_MB`; today's
-    sandbox sizes its ``/tmp`` tmpfs by ``tmp_mb``, which gets the same figure)."""
+    address space, processes and disk limited (the disk as the sandbox's ``disk_mb``, or
+    ``tmp_mb`` in a sandbox without it, and as :data:`ENV_DISK_MB`)."""
     import dataclasses
 
     from graders import sandbox
@@ -320,8 +320,8 @@ class _Context:
 
 
 def autograde_command(ctx: _Context, job: Job, scratch: Path) -> list[str]:
-    """The ``nbgrader autograde`` command line for ``job`` in its scratch course (the
-    sandbox's preprocessors come in ``ctx.extra_args``, from :func:`sandbox_arguments`)."""
+    """The ``nbgrader autograde`` command line for ``job`` in its scratch course (how the
+    kernels run comes in ``ctx.extra_args``, from :func:`kernel_arguments`)."""
     return [
         *runner.NBGRADER,
         "autograde",

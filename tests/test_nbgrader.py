@@ -104,3 +104,17 @@ def test_tampered_test_cells_are_restored(graded, assignment):
             # nbgrader prefixes a re-inserted cell with a comment saying so
             restored = found[gid].removeprefix(MISSING_NOTE.format(cell_id=gid))
             assert restored == src, f"{student}: test cell {gid} was not restored"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_grading_files_never_reach_the_student_side(graded, assignment):
+    """``source/<a>/grading/`` (mutants, calibration) is in ``CourseDirectory.ignore``: nbgrader
+    copies every other file of ``source/<a>/`` into ``release/<a>/`` and into each autograded
+    folder (where the student's kernel runs)."""
+    g = graded[assignment]
+    assert (g.course.grading_folder(assignment) / "mutations.toml").is_file()  # it is there
+    assert not (g.course.folder("release", ".", assignment) / "grading").exists()
+    folders = [g.course.folder("autograded", s.student, assignment) for s in g.samples]
+    folders = [f for f in folders if f.is_dir()]
+    assert folders, "the check needs autograded folders"
+    assert [f.parent.name for f in folders if (f / "grading").exists()] == []
