@@ -1,4 +1,4 @@
-"""graders/scan.py: hostile code in student cells is flagged (rule, cell, line); honest code,
+"""graders.scan: hostile code in student cells is flagged (rule, cell, line); honest code,
 the reference solutions, every alternative and every mutant are not; locked cells are skipped.
 
 No kernels: everything here is static and fast.
