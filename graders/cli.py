@@ -123,6 +123,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similarity(args: argparse.Namespace) -> int:
+    """Compare what the students wrote for one assignment (solution cells without the release's
+    starter code, and cells they added; renaming, reformatting, reordering, comments and dead
+    code do not hide a copy): prints the most similar pairs and clusters, writes
+    reports/similarity/<a>/pairs.csv (every pair that shares code, per task and overall) and
+    report.html (matching code side by side). Student code is only read, never run."""
+    from graders import similarity
+
+    course = course_of(args)
+    assignment = _assignments(course, args.assignment)[0]
+    for name in ("threshold", "max_share"):
+        value = getattr(args, name)
+        if not 0 < value <= 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be in (0, 1], not {value}")
+    settings = similarity.Settings(threshold=args.threshold, max_share=args.max_share)
+    out = Path(args.out).resolve() if args.out else None
+    try:
+        report = similarity.run(course, assignment, settings, out)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(report.summary())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Release every assignment, autograde freshly derived sample submissions (adversarial ones
     included) with the parallel grader, print the table and check each got what it deserves."""
@@ -243,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", help="only this student")
     p = verb("export", cmd_export)
     p.add_argument("--csv", help="where to write the CSV (default: reports/gradebook.csv)")
+    p = verb("similarity", cmd_similarity, assignment=False)
+    p.add_argument("assignment", help="the assignment whose submissions to compare")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="pairs scoring this or more (0..1) are listed and form clusters "
+                   "(default: 0.5)")
+    p.add_argument("--max-share", type=float, default=0.5,
+                   help="code found in more than this share of the class is ignored as "
+                   "common (default: 0.5)")
+    p.add_argument("--out", help="folder for pairs.csv and report.html "
+                   "(default: reports/similarity/<a>/)")
     p = verb("collect", cmd_collect, assignment=False)
     p.add_argument("source", help="a folder or a .zip export of a learning platform")
     p.add_argument("--assignment", help="collect only this assignment's notebooks")
