@@ -49,6 +49,16 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.VerdictExecute.sandbox = "auto"
+# OverwriteCells, but every read-only cell a student deleted is put back in place (graders/
+# restore.py): nbgrader's own re-insertion fails on a deleted test cell that follows a
+# read-only run cell, and never puts back read-only run cells.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "graders.restore.RestoreCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 
 # A deleted or de-tagged test cell is put back (from gradebook.db) and run, so a student can
 # neither dodge a failing test by deleting it nor lose points for honest work by accident.

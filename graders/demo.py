@@ -25,7 +25,7 @@ CELL_TIMEOUT = 90  # s: the longest real cell takes 10 to 30 s on 2 busy cores
 
 def demo_students(course: Course, assignments: list[str]) -> list[str]:
     """Every student id the demo uses for these assignments."""
-    names = {*samples.ADVERSARIAL_STUDENTS, *COLLECTED}
+    names = {*samples.ADVERSARIAL_STUDENTS, *samples.HOSTILE_STUDENTS, *COLLECTED}
     for assignment in assignments:
         names.update(samples.student_names(assignment, course=course))
     return sorted(names)
@@ -63,6 +63,7 @@ def prepare(course: Course, assignment: str, escape: bool) -> list[samples.Sampl
     course.generate_release(assignment)
     built = samples.build(course, assignment)
     built += samples.adversarial(course, assignment, escape=escape, disk=escape)
+    built += samples.hostile_samples(course, assignment)
     for student in course.submitted_students():
         shutil.rmtree(course.folder("submitted", student, assignment), ignore_errors=True)
     for sample in built:

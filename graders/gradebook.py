@@ -110,6 +110,8 @@ class SubmissionGrade:
     see :meth:`add_flags`). ``cells`` (grade id -> :class:`CellGrade`, in notebook order) and
     ``in_gradebook`` come from the gradebook: a submission with no row there (missing, or
     never graded) has no cells. ``seconds``: the grading time, when autograde measured it.
+    ``partial_points``: for a run stopped before nbgrader saved anything, the points of the test
+    cells that completed (written into the gradebook when the grade is recorded).
     """
 
     assignment: str
@@ -120,6 +122,7 @@ class SubmissionGrade:
     cells: dict[str, CellGrade] = field(default_factory=dict)
     in_gradebook: bool = True
     seconds: float = 0.0
+    partial_points: dict[str, float] | None = None
 
     @property
     def score(self) -> float:
@@ -322,6 +325,25 @@ def set_flags(
                 per_cell.setdefault(target, []).append(" ".join(flag.split()))
         for cell, lines in per_cell.items():
             comments[cell].auto_comment = "\n".join(lines)
+        gb.db.commit()
+
+
+def set_auto_scores(
+    db_url: str, assignment: str, student: str, points: dict[str, float]
+) -> None:
+    """Score the auto-graded test cells of a submission whose grading was stopped before
+    nbgrader saved anything (:mod:`graders.partial`): each cell in ``points`` gets that score
+    (capped at its maximum), every other auto-graded code cell 0. nbgrader's autograde created
+    the submission's rows when it started, so they exist."""
+    with Gradebook(db_url) as gb:
+        sub = gb.find_submission(assignment, student)
+        for nb in sub.notebooks:
+            for grade in nb.grades:
+                if grade.cell_type != "code" or isinstance(grade.cell, SolutionCell):
+                    continue
+                earned = points.get(grade.cell.name, 0.0)
+                grade.auto_score = max(0.0, min(float(grade.max_score), earned))
+                grade.needs_manual_grade = False
         gb.db.commit()
 
 

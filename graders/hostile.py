@@ -144,9 +144,14 @@ dlworkshop.checks = _fake
 """),
     Trick("patch-builtins", "patch", """
 import builtins
-builtins.isinstance = lambda *a: True
-builtins.len = lambda x: 3
-builtins.abs = lambda x: 0
+_isinstance, _abs = builtins.isinstance, builtins.abs
+def _lying_isinstance(obj, cls):
+    names = [getattr(c, "__module__", "") for c in (cls if _isinstance(cls, tuple) else (cls,))]
+    if any(n.split(".")[0] in ("numpy", "torch", "sklearn", "dlworkshop") for n in names):
+        return True
+    return _isinstance(obj, cls)
+builtins.isinstance = _lying_isinstance
+builtins.abs = lambda x: 0.0 if _isinstance(x, float) else _abs(x)
 """),
     Trick("always-right-results", "patch", """
 import functools

@@ -170,6 +170,7 @@ class CellOutcome:
     points: float
     passed: bool
     error: str = ""
+    score: float = 0.0  # what nbgrader gives the cell (partial credit included)
 
 
 def cell_error(cell: NotebookNode) -> str:
@@ -191,8 +192,9 @@ def run(
     every cell but the tests in one fresh kernel, the test cells (with their full code, hidden
     tests included) on the trusted side (:func:`graders.verdict.execute.execute`).
 
-    Returns the executed notebook and, for each test cell that ran, whether it passed (it
-    raised nothing).
+    Returns the executed notebook and, for each test cell that ran, its score as nbgrader
+    gives it (nothing when it raised; partial credit when its last value is a number) and
+    whether that is full marks.
     """
     from graders.verdict.execute import execute
 
@@ -204,6 +206,7 @@ def run(
     for cell in test_cells(nb):
         gid = grade_id(cell)
         if gid in results:
-            outcomes[gid] = CellOutcome(gid, points(cell), results[gid].passed,
-                                        results[gid].error)
+            r, most = results[gid], points(cell)
+            score = 0.0 if not r.passed else most if r.points is None else min(most, r.points)
+            outcomes[gid] = CellOutcome(gid, most, score >= most, r.error, score)
     return nb, outcomes

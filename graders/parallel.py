@@ -22,6 +22,7 @@ instructor's rights, and every report says so loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -39,11 +40,20 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from graders import gradebook, runner, shards
+from graders import gradebook, partial, runner, scan, shards
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.runner import Limits, one_line
-from graders.status import CRASHED, FLAGGED, GRADED, MISSING, REFUSED, TIMED_OUT, counts_line
+from graders.status import (
+    CRASHED,
+    FLAGGED,
+    GRADED,
+    MISSING,
+    REFUSED,
+    TIMED_OUT,
+    counts_line,
+)
+from graders.verdict.execute import ENV_PROGRESS
 
 __all__ = ["CRASHED", "FLAGGED", "GRADED", "MISSING", "REFUSED", "TIMED_OUT", "Job", "Settings",
            "Slot", "autograde", "grade_and_report", "select_jobs"]
@@ -341,9 +351,12 @@ def grade_in_scratch(
     """Grade ``job`` with the real ``nbgrader autograde`` in a private scratch course, with
     ``slot``'s threads and GPU; returns its grade (status, no scores yet) and the scratch course.
 
-    A run that crashed on its own (not killed by a limit) is graded once more from scratch: on
-    a busy machine a kernel can fail to start or answer in time, which is not the student's
-    doing. A second crash is final (the reason says it happened twice).
+    A run that stopped early keeps the points of the test cells that completed
+    (:mod:`graders.partial`: ``timed out (partial)``, ``crashed (partial)``). A run is graded
+    once more from scratch when it crashed on its own (not killed by a limit: on a busy machine
+    a kernel can fail to start or answer in time, which is not the student's doing), or when a
+    cell ran past its limit while the machine was busy (load above its cores): the second
+    result is final (the reason says it happened twice).
     """
     scratch = ctx.scratch_root / f"{job.assignment}--{job.student}"
     seconds = 0.0
@@ -351,10 +364,11 @@ def grade_in_scratch(
         if attempt == 2:
             force_rmtree(scratch)
         prepare_scratch(ctx.course, job, ctx.templates[job.assignment], scratch)
+        progress_file = scratch / "progress.jsonl"
         run = runner.run_limited(
             autograde_command(ctx, job, scratch),
             scratch,
-            nbgrader_env({**slot.env(), **ctx.extra_env}),
+            nbgrader_env({**slot.env(), **ctx.extra_env, ENV_PROGRESS: str(progress_file)}),
             ctx.limits,
             scratch / "nbgrader.log",
             ctx.stop,
@@ -363,11 +377,16 @@ def grade_in_scratch(
         out = in_scratch(ctx.course, scratch, "autograded", job.student, job.assignment)
         written = out.is_dir()
         status, reason = runner.classify(run, written, refused)
-        if status != CRASHED or run.killed or ctx.stop():
+        progress = partial.Progress.read(progress_file)
+        status, reason = partial.outcome(status, reason, progress, run.killed is not None)
+        if ctx.stop() or not partial.worth_again(status, run.killed is not None, progress):
             break
-    if attempt == 2 and status == CRASHED:
-        reason = f"{reason} (crashed twice)"
-    return job.grade(status, reason, seconds=seconds), scratch
+    if attempt == 2 and status not in (GRADED, FLAGGED):
+        reason = f"{reason} (happened twice)"
+    grade = job.grade(status, reason, seconds=seconds)
+    if partial.is_partial(status) and not written:  # nbgrader saved nothing: we keep the points
+        grade.partial_points = progress.points
+    return grade, scratch
 
 
 def record(
@@ -382,16 +401,21 @@ def record(
     """
     a, student = result.assignment, result.student
     private = f"sqlite:///{scratch / 'gradebook.db'}"
+    if result.partial_points is not None:  # stopped before nbgrader saved anything
+        with contextlib.suppress(Exception):
+            gradebook.set_auto_scores(private, a, student, result.partial_points)
     if gradebook.read_submission(private, a, student) is not None:
         grade = gradebook.copy_submission(private, course.db_url, a, student, order)
         result.cells, result.in_gradebook = grade.cells, True
-        if result.status == GRADED and grade.status == FLAGGED:
-            result.add_flags(grade.flags)
-            result.status, result.reason = FLAGGED, grade.reason
+        # the static scan's findings: the submission is graded as usual and flagged for review
+        flags = [str(f) for f in scan.scan_submission(course.submission_path(student, a),
+                                                       course.source_path(a))]
+        gradebook.set_flags(course.db_url, a, student, flags, order=order)
+        result.add_flags(flags)
     src = in_scratch(course, scratch, "autograded", student, a)
     dst = course.folder("autograded", student, a)
     force_rmtree(dst)
-    if result.graded:
+    if result.graded and src.is_dir():
         shutil.copytree(src, dst)
 
 

@@ -3,7 +3,10 @@
 :func:`run_limited` starts the command (``nbgrader`` itself is forked from a forkserver that
 imported it once, see :class:`ForkedNbgrader`) and watches its whole process tree, the
 grading process included, every :data:`POLL_S` seconds. It kills the tree (every process and
-its process group: Jupyter starts each kernel in a session of its own) when
+its process group: Jupyter starts each kernel in a session of its own) when the limits below are
+broken: at once for the wall clock and an interrupted batch; for memory, processes and disk it
+kills the kernel first and gives nbgrader :data:`KERNEL_KILL_GRACE_S` to save the points earned
+so far (the course's executor fails the remaining tests; see :mod:`graders.partial`):
 
 - the wall clock passes ``wall_s``: ``timed out``;
 - the tree's memory passes ``memory_mb``: ``crashed``. Memory is the *proportional set size*
@@ -43,6 +46,10 @@ import psutil
 from graders.status import CRASHED, GRADED, REFUSED, TIMED_OUT
 
 POLL_S = 0.1
+#: After a memory, process or disk limit killed the kernel, how long nbgrader may take to save
+#: what was earned before it is killed too.
+KERNEL_KILL_GRACE_S = 30.0
+INTERRUPTED = "grading was interrupted"
 #: Free space under which a sandbox's tmpfs counts as full.
 DISK_FULL_BYTES = 1 << 20
 #: The file (in the run's folder) where the forked nbgrader records the exception it met.
@@ -306,6 +313,21 @@ def over_limit(
     return None
 
 
+def _kill_kernel_then_wait(root: psutil.Process, popen, grace: float) -> None:
+    """Kill the kernel (every descendant of the grading process ``root``), give the grading
+    process ``grace`` seconds to finish (the course's executor then fails the remaining tests
+    and nbgrader saves what was earned), then kill whatever is left."""
+    end = time.monotonic() + grace
+    while time.monotonic() < end and popen.poll() is None:
+        try:
+            kill_tree(root.children(recursive=True))
+        except psutil.Error:
+            break
+        time.sleep(POLL_S)
+    if popen.poll() is None:
+        kill_tree(tree(root))
+
+
 def run_limited(
     cmd: list[str],
     cwd: Path,
@@ -314,8 +336,10 @@ def run_limited(
     log: Path,
     stop: Callable[[], bool] = lambda: False,
 ) -> Run:
-    """Run ``cmd`` in ``cwd`` (its output to ``log``) under ``limits``; kill its whole tree
-    when it breaks one or ``stop()`` turns true (see the module docstring)."""
+    """Run ``cmd`` in ``cwd`` (its output to ``log``) under ``limits``; when it breaks one, kill
+    the kernel first and the grading process after a grace (memory, processes, disk: nbgrader
+    can still save the points earned so far), or the whole tree at once (wall clock, or
+    ``stop()`` turning true); see the module docstring."""
     start = time.monotonic()
     marker = log.parent / MARKER
     marker.unlink(missing_ok=True)
@@ -335,9 +359,12 @@ def run_limited(
         seen.update((p.pid, p) for p in procs)
         killed = over_limit(procs, limits, time.monotonic() - start, memory)
         if killed is None and stop():
-            killed = CRASHED, "grading was interrupted"
+            killed = CRASHED, INTERRUPTED
         if killed:
-            kill_tree(procs)
+            if killed[0] == TIMED_OUT or killed[1] == INTERRUPTED:
+                kill_tree(procs)
+            else:  # memory, processes, disk: the kernel goes; nbgrader may still save grades
+                _kill_kernel_then_wait(root, popen, KERNEL_KILL_GRACE_S)
             popen.wait()
             break
         time.sleep(POLL_S)

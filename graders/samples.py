@@ -14,12 +14,14 @@ student              what it is
 ``tamper-edit``      partial, one task wrong, its test cell replaced by a print and its points
                      raised to 100 in the metadata: the cell is restored, the points are not
 ``tamper-delete``    partial, one task wrong and its test cell deleted, test cells of correct
-                     tasks deleted or de-tagged: all are put back and run
+                     tasks deleted or de-tagged, a read-only run cell deleted (with the test
+                     cell after it): all are put back and run
 ``corrupt``          not a notebook (truncated JSON): reported, and nobody else is affected
 ===================  =========================================================================
 
-Adversarial students (:func:`adversarial`, built from the reference; ``make demo`` adds them,
-graded by :mod:`graders.parallel`): each prepends an attack to the first code solution cell.
+Adversarial students (:func:`adversarial`, built from the reference, and
+:func:`hostile_samples`; ``make demo`` adds them, graded by :mod:`graders.parallel`): each adds
+an attack to the first code solution cell (or a cell at the end).
 
 ===================  =========================================================================
 ``endless``          ignores SIGINT and loops forever: ``timed out`` by the limits
@@ -28,13 +30,22 @@ graded by :mod:`graders.parallel`): each prepends an attack to the first code so
                      course's and the repository's included) and prints the hidden tests it
                      finds: ``graded``, full marks; sandboxed it finds nothing
 ``network``          connects to 127.0.0.1 (a port the caller listens on) and to an outside
-                     address: ``graded``, full marks; sandboxed both fail
+                     address: full marks, ``flagged`` (it imports ``socket``); sandboxed both
+                     fail
 ``escape``           writes a file into the course root, the repository root, ``$HOME`` and
                      ``/tmp``: ``graded``, full marks; sandboxed nothing lands outside its
                      folder. Only built where the sandbox is available (it would litter).
 ``diskfill``         ignores SIGINT, fills the sandbox's ``/tmp`` and waits: ``crashed`` at the
                      disk limit. Only built where the sandbox is available (it would fill the
                      machine's ``/tmp``).
+``hide-errors``      the untouched stub with tricks that hide errors from the kernel's report
+                     (``set_custom_exc``, ``showtraceback``; :mod:`graders.hostile`): zero, as
+                     the stub, and ``flagged``
+``patch-helpers``    ``partial`` with ``dlworkshop.checks`` and NumPy's comparisons patched in
+                     the kernel: what ``partial`` scores, and ``flagged``
+``read-back``        the reference, reading the kernel's input history, frames, files and the
+                     grading agent for hidden tests and printing them encoded: full marks,
+                     nothing found, ``flagged``
 ===================  =========================================================================
 """
 
@@ -45,7 +56,7 @@ from dataclasses import dataclass, field
 
 from nbformat import NotebookNode
 
-from graders import mutations, notebooks
+from graders import hostile, mutations, notebooks
 from graders.course import REPO_ROOT, Course
 
 
@@ -142,7 +153,8 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
     )
 
     deleted = notebooks.solved(source, release, unsolved=unsolved, mutations=[tamper.mutation])
-    gone = {target, *settings.get("tamper_delete_passing", [])}
+    gone = {target, *settings.get("tamper_delete_passing", []),
+            *settings.get("tamper_delete_readonly", [])}
     deleted.cells = [c for c in deleted.cells if notebooks.grade_id(c) not in gone]
     detag = settings.get("tamper_detag")
     if detag:
@@ -172,6 +184,7 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
 
 # ------------------------------------------------------------------------- adversarial students
 ADVERSARIAL_STUDENTS = ("endless", "membomb", "snoop", "network", "escape", "diskfill")
+HOSTILE_STUDENTS = ("hide-errors", "patch-helpers", "read-back")
 #: Where the ``network`` student tries to go beyond the machine (a public DNS resolver).
 OUTSIDE_ADDRESS = ("1.1.1.1", 53)
 
@@ -328,6 +341,7 @@ def adversarial(
             "network",
             _with_attack(course, assignment, network),
             f"connects to 127.0.0.1:{port} and {OUTSIDE_ADDRESS[0]}:{OUTSIDE_ADDRESS[1]}",
+            status="flagged",
         ),
     ]
     if escape:
@@ -349,3 +363,28 @@ def adversarial(
             )
         )
     return samples
+
+
+def hostile_samples(course: Course, assignment: str) -> list[Sample]:
+    """``hide-errors``, ``patch-helpers`` and ``read-back`` (see the module docstring; they
+    need the assignment's ``grading/mutations.toml`` for ``partial``)."""
+    by_student = {s.student: s for s in build(course, assignment, mutants=False)}
+    stub, partial, ref = by_student["stub"], by_student["partial"], by_student["ref"]
+
+    def tricked(base: Sample, names: tuple[str, ...]) -> NotebookNode:
+        nb = base.notebook
+        for name in names:
+            nb = hostile.with_trick(nb, hostile.by_name(name))
+        return nb
+
+    return [
+        Sample("hide-errors", tricked(stub, ("custom-exc", "showtraceback", "post-run-hook")),
+               "hides errors from the kernel's report", must_fail=stub.must_fail,
+               status="flagged"),
+        Sample("patch-helpers", tricked(partial, ("patch-checks", "patch-numpy")),
+               "patches dlworkshop.checks and NumPy in its kernel", must_fail=partial.must_fail,
+               status="flagged"),
+        Sample("read-back", tricked(ref, ("history", "frames", "files", "agent-snoop")),
+               "looks for the hidden tests in its kernel and prints them encoded",
+               status="flagged"),
+    ]

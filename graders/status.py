@@ -19,6 +19,11 @@ class Status(NamedTuple):
 TABLE: tuple[Status, ...] = (
     Status("graded", True, "nbgrader graded it (tests may still have failed: see the score)"),
     Status("flagged", True, "graded, but the scan found code reaching into the grading: review"),
+    Status("timed out (partial)", True, "stopped by a time limit at some cell: the test cells "
+           "that completed before keep their points, the later ones score 0 (the reason names "
+           "the cell)"),
+    Status("crashed (partial)", True, "the kernel died or was killed at a memory, process or "
+           "disk limit at some cell: the test cells that completed before keep their points"),
     Status("timed out", False, "a cell ignored the per-cell interrupt, or the notebook ran past "
            "the wall-clock limit (the grading process and the kernel were killed)"),
     Status("crashed", False, "the kernel died (e.g. killed at a memory, process or disk limit) "
@@ -35,7 +40,9 @@ SCORED: frozenset[str] = frozenset(s.word for s in TABLE if s.scored)
 GRADED, FLAGGED, TIMED_OUT, CRASHED, MISSING, REFUSED = (
     "graded", "flagged", "timed out", "crashed", "missing", "refused"
 )
-assert {GRADED, FLAGGED, TIMED_OUT, CRASHED, MISSING, REFUSED} <= set(STATUSES)
+TIMED_OUT_PARTIAL, CRASHED_PARTIAL = "timed out (partial)", "crashed (partial)"
+assert {GRADED, FLAGGED, TIMED_OUT, CRASHED, MISSING, REFUSED, TIMED_OUT_PARTIAL,
+        CRASHED_PARTIAL} <= set(STATUSES)
 
 
 def is_scored(word: str) -> bool:

@@ -101,11 +101,13 @@ def test_every_adversarial_sample_gets_its_status_and_score(run):
     for sample in built:
         result = results[sample.student]
         assert result.status == sample.status, (sample.student, result)
-        if sample.status == "graded":
+        if sample.status in ("graded", "flagged"):  # flagged: graded as usual, for review
             assert (result.score, result.max_score, result.failed()) == (full, full, [])
         else:  # nbgrader's row stays, with nothing earned
             assert (result.score, result.max_score) == (0, full)
             assert not course.autograded_path(sample.student, ASSIGNMENT).exists()
+    assert results["network"].reason.startswith("flagged: ")
+    assert "socket" in results["network"].reason
     assert "per-cell limit" in results["endless"].reason
     assert f"over the {MEMORY_MB} MiB limit" in results["membomb"].reason
     if SANDBOX.active:

@@ -16,6 +16,8 @@ reaches the kernel through a :class:`~graders.verdict.remote.Bridge` (see the pa
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -36,6 +38,9 @@ from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, Truste
 
 INSTALL_TIMEOUT_S = 60.0
 END_TIMEOUT_S = 15.0
+PROBE_TIMEOUT_S = 10.0
+#: Environment variable naming the progress file of a grading run (see :class:`ProgressLog`).
+ENV_PROGRESS = "GRADERS_PROGRESS"
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -151,30 +156,138 @@ class GradingSession:
             shutil.rmtree(self._own_folder, ignore_errors=True)
 
 
+class ProgressLog:
+    """What the grading run has done so far, one JSON line per event, in a file the grader
+    reads when the run is stopped before nbgrader could save anything (a wall-clock limit):
+    ``{"running": label}`` before a cell, ``{"test": grade_id, "points": p, "max": m, ...}``
+    after a test cell, ``{"timeout": label, "seconds": s}`` for a cell past its limit, and
+    ``{"stopped": reason, "at": label}`` when the kernel died or stopped answering.
+
+    No path (``GRADERS_PROGRESS`` unset), no file: plain ``nbgrader autograde`` needs none."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+
+    def write(self, **event: object) -> None:
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event) + "\n")
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        """The events of a progress file (none if there is no file); torn lines are skipped."""
+        events = []
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    events.append(event)
+        return events
+
+
+def _label(cell: NotebookNode, index: int) -> str:
+    return _grade_id(cell) or f"#{index}"
+
+
+def _points(cell: NotebookNode) -> float:
+    return float(cell.get("metadata", {}).get("nbgrader", {}).get("points", 0) or 0)
+
+
+def _timed_out(cell: NotebookNode) -> bool:
+    return any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError"
+               for o in cell.get("outputs", []))
+
+
+def _responsive(client: NotebookClient, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the kernel answers a ``kernel_info`` request within ``timeout`` seconds (after a
+    cell ran past its limit and was interrupted, a kernel that ignored the interrupt does not)."""
+
+    async def probe() -> bool:
+        msg_id = client.kc.kernel_info()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                msg = await client.kc.shell_channel.get_msg(timeout=0.5)
+            except Exception:  # noqa: BLE001 (queue.Empty)
+                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return True
+        return False
+
+    try:
+        return bool(run_sync(probe)())
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def run_cells(
     client: NotebookClient,
     tests: Mapping[str, str],
     setup: Sequence[str] = (),
     delimiters: tuple[str, str] = (BEGIN_HIDDEN, END_HIDDEN),
     execute_cell: Any = None,
+    progress: ProgressLog | None = None,
 ) -> dict[str, TestResult]:
     """Run ``client.nb`` in ``client``'s (started) kernel: test cells (``grade_id`` in ``tests``,
     with that code) on the trusted side, every other cell in the kernel. Returns the test
-    results by grade_id; the cells' outputs are filled in as nbclient would."""
+    results by grade_id; the cells' outputs are filled in as nbclient would.
+
+    A kernel that dies, or does not answer after a cell ran past its limit, ends the run here:
+    the test cells after that point fail with the reason, the ones before keep their results
+    (nbgrader then saves what was earned), and ``progress`` says where it stopped."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbformat.v4 import new_output
+
     execute_cell = execute_cell or (lambda cell, index: client.execute_cell(cell, index))
+    progress = progress or ProgressLog(None)
     timeout = client.timeout if client.timeout and client.timeout > 0 else None
     session = GradingSession(client, setup, delimiters, timeout)
     results: dict[str, TestResult] = {}
+    stopped = ""
     try:
         for index, cell in enumerate(client.nb.cells):
-            gid = _grade_id(cell)
-            if cell.cell_type == "code" and gid in tests:
+            gid, label = _grade_id(cell), _label(cell, index)
+            is_test = cell.cell_type == "code" and gid in tests
+            if stopped:
+                if is_test:
+                    result = session.runner.failed_result(gid, "KernelUnavailable", stopped)
+                    cell.outputs, cell.execution_count, results[gid] = result.outputs, None, result
+                continue
+            if cell.cell_type == "code":
+                progress.write(running=label)
+            start = time.monotonic()
+            if is_test:
                 result = session.run_test(gid, tests[gid])
                 cell.outputs = result.outputs
                 cell.execution_count = None
                 results[gid] = result
+                most = _points(cell)
+                earned = 0.0 if not result.passed else (
+                    most if result.points is None else min(most, max(0.0, result.points)))
+                progress.write(test=gid, points=earned, max=most, error=result.error[:300],
+                               seconds=round(result.seconds, 3))
+                if session.bridge.dead:
+                    stopped = f"{session.bridge.dead} (at {label})"
             else:
-                execute_cell(cell, index)
+                try:
+                    execute_cell(cell, index)
+                except DeadKernelError:
+                    stopped = f"the kernel died while running cell {label}"
+                except CellTimeoutError:  # no answer after the interrupt (nbclient gives up)
+                    cell.setdefault("outputs", []).append(new_output(
+                        "error", ename="CellTimeoutError", evalue=f"ran past {timeout:g} s",
+                        traceback=[f"CellTimeoutError: the cell ran past {timeout:g} s"]))
+                if not stopped and _timed_out(cell):
+                    progress.write(timeout=label, seconds=round(time.monotonic() - start, 1))
+                    if not _responsive(client):
+                        stopped = (f"cell {label} ran past the {timeout:g} s cell limit and the "
+                                   "kernel did not stop when interrupted")
+            if stopped:
+                session.bridge.dead = session.bridge.dead or stopped
+                progress.write(stopped=stopped, at=label)
     finally:
         session.close()
     return results
@@ -228,7 +341,8 @@ class VerdictExecute(Execute):
             assert info_msg
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
             run_cells(self, tests, setup, self._delimiters(),
-                      execute_cell=lambda cell, index: self.preprocess_cell(cell, resources, index))
+                      execute_cell=lambda cell, index: self.preprocess_cell(cell, resources, index),
+                      progress=ProgressLog(os.environ.get(ENV_PROGRESS)))
         self.set_widgets_metadata()
         return self.nb, self.resources
 
@@ -263,8 +377,6 @@ def execute(
     """Run ``nb`` (test cells carrying their full code, e.g. a source notebook) with the test
     cells on the trusted side, in a fresh kernel; errors allowed. Returns the executed notebook
     and the test results."""
-    import os
-
     tests = {
         _grade_id(c): c.source
         for c in nb.cells

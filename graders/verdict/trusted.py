@@ -11,7 +11,9 @@ student defines can replace a trusted name.
 
 A test cell passes when its code raises nothing. Its outputs are made here: what the test code
 printed, and on failure one ``error`` output whose traceback says what failed and where (a line of
-the visible test, or "a hidden check"), never a line of test source.
+the visible test, or "a hidden check"), never a line of test source. A cell whose last statement
+is a number (``points.total()`` of :class:`dlworkshop.checks.Points`) gives that number as an
+``execute_result``, which nbgrader scores as partial credit, as IPython would show it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class TestResult:
     outputs: list[NotebookNode] = field(default_factory=list)
     error: str = ""
     seconds: float = 0.0
+    points: float | None = None  # the score the cell's last value gives (partial credit)
 
     @property
     def passed(self) -> bool:
@@ -93,6 +96,26 @@ def strip_magics(source: str) -> str:
     return "".join(
         line for line in source.splitlines(True) if not line.lstrip().startswith(("%", "!"))
     )
+
+
+def _split_last_expression(source: str, filename: str) -> tuple[object, object]:
+    """The cell compiled as (everything but a final expression, that expression or None), as
+    IPython runs a cell whose last value it shows."""
+    import ast
+
+    tree = ast.parse(source, filename)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+        last = compile(last, filename, "eval")
+    return compile(tree, filename, "exec"), last
+
+
+def _is_points(value: object) -> bool:
+    """Whether a test cell's last value is a score (a real number, not a bool)."""
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class SetupError(RuntimeError):
@@ -127,10 +150,13 @@ class TrustedRunner:
         printed = io.StringIO()
         start = time.monotonic()
         self.namespace.fetched = {}
+        value = None
         try:
-            code = compile(source, filename, "exec")
+            body, last = _split_last_expression(source, filename)
             with _quiet(printed), _bridge_active(self.bridge):
-                exec(code, self.namespace)
+                exec(body, self.namespace)
+                if last is not None:
+                    value = eval(last, self.namespace)
         except Exception as err:  # the test failed (or could not reach the student's code)
             ename, evalue, lines = self._describe(err, filename, source)
             result.error = f"{ename}: {evalue}" if evalue else ename
@@ -143,6 +169,12 @@ class TrustedRunner:
             if len(text) > MAX_PRINTED:
                 text = text[:MAX_PRINTED] + "\n[... output cut ...]\n"
             result.outputs.insert(0, new_output("stream", name="stdout", text=text))
+        if not result.error and _is_points(value):
+            # partial credit: like IPython showing the cell's last value, which nbgrader reads
+            # as the cell's score (capped at its points)
+            result.points = float(value)
+            result.outputs.append(new_output("execute_result", data={"text/plain": repr(
+                float(value))}, execution_count=None))
         return result
 
     def failed_result(self, grade_id: str, ename: str, message: str) -> TestResult:

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, Protocol
 
-import torch
-
 
 class StudentKernel(Protocol):
     """What the grader provides while a test cell runs (see ``graders.verdict``)."""
@@ -147,81 +145,16 @@ def call_without(
         return func(*args, **kwargs)
 
 
-# ------------------------------------------------------------------------- instruments
-class SpyLinear(torch.nn.Module):
-    """A linear model that records how it is called: the mode (``training``), whether
-    gradients were tracked, and the device and dtype of every input batch."""
-
-    def __init__(self, in_features: int = 6, num_classes: int = 3) -> None:
-        super().__init__()
-        self.lin = torch.nn.Linear(in_features, num_classes)
-        self.modes: list[bool] = []
-        self.grad_enabled: list[bool] = []
-        self.devices: list[str] = []
-        self.dtypes: list[str] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.modes.append(self.training)
-        self.grad_enabled.append(torch.is_grad_enabled())
-        self.devices.append(str(x.device))
-        self.dtypes.append(str(x.dtype).removeprefix("torch."))
-        return self.lin(x)
+# Instrumented models and small probes (dlworkshop.instruments) are reachable from here too
+# (testing.SpyLinear, ...), imported on first use so that this module costs no torch import.
+_INSTRUMENTS = ("SpyLinear", "toy_data", "tensor_loader", "toy_loader", "fill_grads",
+                "loss_gradients", "forward_on", "predict", "Spy", "SpySGD", "MarkedLoader",
+                "call_recording", "call_without_library", "layer_calls")
 
 
-def toy_data(
-    n: int = 20, in_features: int = 6, num_classes: int = 3, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(X, y)``: ``n`` random inputs and labels, the same for the same arguments."""
-    gen = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, in_features, generator=gen)
-    return X, torch.randint(0, num_classes, (n,), generator=gen)
+def __getattr__(name: str) -> Any:
+    if name in _INSTRUMENTS:
+        from dlworkshop import instruments
 
-
-def tensor_loader(X: Any, y: Any, batch_size: int) -> torch.utils.data.DataLoader:
-    """A loader over ``(X, y)`` in order (no shuffling), batches of ``batch_size``."""
-    X, y = torch.as_tensor(X), torch.as_tensor(y)
-    return torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(X, y), batch_size=batch_size
-    )
-
-
-def toy_loader(
-    n: int = 20, in_features: int = 6, num_classes: int = 3, batch: int = 5, seed: int = 0
-) -> torch.utils.data.DataLoader:
-    """:func:`tensor_loader` over :func:`toy_data`."""
-    return tensor_loader(*toy_data(n, in_features, num_classes, seed), batch)
-
-
-def fill_grads(model: torch.nn.Module, value: float) -> None:
-    """Give every parameter of ``model`` a gradient full of ``value`` (stale gradients)."""
-    for p in model.parameters():
-        p.grad = torch.full_like(p, value)
-
-
-def loss_gradients(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> dict[str, torch.Tensor | None]:
-    """Each parameter's gradient of the mean cross-entropy of ``model(x)`` against ``y``, from
-    zero (``model.zero_grad()`` first): None where no gradient reaches a parameter."""
-    model.zero_grad()
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    return {n: None if p.grad is None else p.grad.detach().clone()
-            for n, p in model.named_parameters()}
-
-
-def forward_on(device: str | torch.device, model: torch.nn.Module, x: torch.Tensor) -> Any:
-    """``model(x)`` with ``x`` moved to ``device`` first (the model is expected there)."""
-    return model(torch.as_tensor(x).to(device))
-
-
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module, X: Any, device: str | torch.device, batch_size: int = 256
-) -> torch.Tensor:
-    """The class ``model`` predicts for every input of ``X`` (in eval mode, in batches, on
-    ``device``), on the CPU."""
-    model.eval()
-    X = torch.as_tensor(X)
-    out = [model(X[i:i + batch_size].to(device)).argmax(1).cpu()
-           for i in range(0, len(X), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+        return getattr(instruments, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

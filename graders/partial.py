@@ -1,0 +1,94 @@
+"""What a grading run that stopped early keeps, and the status that says so.
+
+The course's executor (:mod:`graders.verdict.execute`) writes a progress file while it grades
+(:class:`~graders.verdict.execute.ProgressLog`): which cell is running, each test cell's points,
+cells that ran past the per-cell limit, and where it stopped when the kernel died or stopped
+answering. A run can end early in two ways:
+
+* the executor stopped it (the kernel died, or ignored the interrupt after a cell ran past its
+  limit): nbgrader still saved the grades, the test cells before that point keep theirs, and the
+  status becomes ``crashed (partial)`` or ``timed out (partial)`` with the cell in the reason;
+* the watchdog killed it (wall clock, memory, processes, disk): when nbgrader had no time to save
+  anything, the points of the test cells that completed are written into the gradebook from the
+  progress file (:func:`graders.gradebook.set_auto_scores`), the later ones score 0.
+
+Neither nbgrader nor otter keeps anything in these cases (otter issues #469, #813).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graders.status import CRASHED, CRASHED_PARTIAL, GRADED, TIMED_OUT, TIMED_OUT_PARTIAL
+from graders.verdict.execute import ProgressLog
+
+
+@dataclass
+class Progress:
+    """What a progress file says (see the module docstring)."""
+
+    points: dict[str, float] = field(default_factory=dict)  # test cell -> points earned
+    running: str | None = None  # the last cell that started
+    stopped: str | None = None  # why the executor stopped (None: it did not)
+    timeouts: list[tuple[str, float]] = field(default_factory=list)  # (cell, seconds)
+
+    @classmethod
+    def read(cls, path: Path) -> Progress:
+        progress = cls()
+        for event in ProgressLog.read(path):
+            if isinstance(event.get("running"), str):
+                progress.running = event["running"]
+            if isinstance(event.get("test"), str) and isinstance(event.get("points"),
+                                                                   (int, float)):
+                progress.points[event["test"]] = float(event["points"])
+            if isinstance(event.get("timeout"), str):
+                progress.timeouts.append((event["timeout"], float(event.get("seconds") or 0)))
+            if isinstance(event.get("stopped"), str):
+                progress.stopped = event["stopped"]
+        return progress
+
+
+def _kept(progress: Progress) -> str:
+    n = len(progress.points)
+    return f"{n} test cell{'s' if n != 1 else ''} before it kept"
+
+
+def outcome(status: str, reason: str, progress: Progress, killed: bool) -> tuple[str, str]:
+    """The final ``(status, reason)`` of a run that ended with ``(status, reason)`` (from
+    :func:`graders.runner.classify`; ``killed``: a limit of the watchdog ended it), given its
+    progress."""
+    timeouts = ", ".join(f"{cell} ({seconds:g} s)" for cell, seconds in progress.timeouts)
+    if status == GRADED and progress.stopped:
+        partial = TIMED_OUT_PARTIAL if "cell limit" in progress.stopped else CRASHED_PARTIAL
+        return partial, f"{progress.stopped}; later test cells score 0"
+    if status == GRADED and timeouts:
+        return GRADED, f"interrupted at the cell limit: {timeouts}"
+    if killed and status in (TIMED_OUT, CRASHED) and progress.points:
+        partial = TIMED_OUT_PARTIAL if status == TIMED_OUT else CRASHED_PARTIAL
+        where = f" at cell {progress.running}" if progress.running else ""
+        return partial, f"{reason}{where}; {_kept(progress)}"
+    return status, reason
+
+
+def is_partial(status: str) -> bool:
+    """Whether ``status`` keeps the points of the test cells that completed."""
+    return status in (TIMED_OUT_PARTIAL, CRASHED_PARTIAL)
+
+
+def worth_again(status: str, killed: bool, progress: Progress) -> bool:
+    """Whether a run deserves a second one: it crashed on its own (not killed by a limit: on a
+    busy machine a kernel can fail to start or answer in time), or a cell ran past its limit
+    while the machine was busy. Load must not change a grade."""
+    if status == CRASHED and not killed:
+        return True
+    return bool(progress.timeouts or status == TIMED_OUT_PARTIAL) and machine_busy()
+
+
+def machine_busy() -> bool:
+    """More runnable work than cores over the last minute."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        return False

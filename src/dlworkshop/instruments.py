@@ -1,0 +1,319 @@
+"""Instrumented models and small probes that test cells run in the student's kernel.
+
+A spy records how a student's training or evaluation loop calls it (mode, gradient tracking,
+device and dtype of each batch); the probes compute something about a student's model where the
+model lives (gradients of a loss, predictions on given inputs). None of them solves a task.
+Test cells reach them as ``dlworkshop.testing.<name>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+class SpyLinear(torch.nn.Module):
+    """A linear model that records how it is called: the mode (``training``), whether
+    gradients were tracked, and the device and dtype of every input batch."""
+
+    def __init__(self, in_features: int = 6, num_classes: int = 3) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(in_features, num_classes)
+        self.modes: list[bool] = []
+        self.grad_enabled: list[bool] = []
+        self.devices: list[str] = []
+        self.dtypes: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        self.grad_enabled.append(torch.is_grad_enabled())
+        self.devices.append(str(x.device))
+        self.dtypes.append(str(x.dtype).removeprefix("torch."))
+        return self.lin(x)
+
+
+def toy_data(
+    n: int = 20, in_features: int = 6, num_classes: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, y)``: ``n`` random inputs and labels, the same for the same arguments."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, in_features, generator=gen)
+    return X, torch.randint(0, num_classes, (n,), generator=gen)
+
+
+def tensor_loader(X: Any, y: Any, batch_size: int) -> torch.utils.data.DataLoader:
+    """A loader over ``(X, y)`` in order (no shuffling), batches of ``batch_size``."""
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X, y), batch_size=batch_size
+    )
+
+
+def toy_loader(
+    n: int = 20, in_features: int = 6, num_classes: int = 3, batch: int = 5, seed: int = 0
+) -> torch.utils.data.DataLoader:
+    """:func:`tensor_loader` over :func:`toy_data`."""
+    return tensor_loader(*toy_data(n, in_features, num_classes, seed), batch)
+
+
+def fill_grads(model: torch.nn.Module, value: float) -> None:
+    """Give every parameter of ``model`` a gradient full of ``value`` (stale gradients)."""
+    for p in model.parameters():
+        p.grad = torch.full_like(p, value)
+
+
+def loss_gradients(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor | None]:
+    """Each parameter's gradient of the mean cross-entropy of ``model(x)`` against ``y``, from
+    zero (``model.zero_grad()`` first): None where no gradient reaches a parameter."""
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    return {n: None if p.grad is None else p.grad.detach().clone()
+            for n, p in model.named_parameters()}
+
+
+def forward_on(device: str | torch.device, model: torch.nn.Module, x: torch.Tensor) -> Any:
+    """``model(x)`` with ``x`` moved to ``device`` first (the model is expected there)."""
+    return model(torch.as_tensor(x).to(device))
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, X: Any, device: str | torch.device, batch_size: int = 256
+) -> torch.Tensor:
+    """The class ``model`` predicts for every input of ``X`` (in eval mode, in batches, on
+    ``device``), on the CPU."""
+    model.eval()
+    X = torch.as_tensor(X)
+    out = [model(X[i:i + batch_size].to(device)).argmax(1).cpu()
+           for i in range(0, len(X), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+# ----------------------------------------------------------------- batches not moved to a device
+class Unmoved(torch.Tensor):
+    """A batch tensor as :class:`MarkedLoader` hands it out: it stays ``Unmoved`` (and every
+    result computed from it too) until ``.to(device)`` or ``.cuda()`` moves it, which gives a
+    plain tensor. Each use in a computation before that is logged in :data:`UNMOVED_USES`."""
+
+    _BENIGN = frozenset({"__get__", "__len__", "size", "dim", "numel", "__repr__", "__format__",
+                         "__hash__", "__iter__", "__reduce_ex__", "__deepcopy__", "data_ptr",
+                         "is_floating_point", "cpu", "detach", "__setstate__"})
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        result = super().__torch_function__(func, types, args, kwargs)
+        if name in ("to", "cuda") and (name == "cuda" or _names_a_device(args[1:], kwargs)):
+            return _plain(result)
+        if name not in cls._BENIGN:
+            UNMOVED_USES.append(name)
+        return result
+
+
+#: Names of the operations applied to :class:`Unmoved` batches (cleared by each new epoch of a
+#: :class:`MarkedLoader`).
+UNMOVED_USES: list[str] = []
+
+
+def _names_a_device(args: Any, kwargs: dict) -> bool:
+    if "device" in kwargs:
+        return True
+    return any(isinstance(a, (str, torch.device)) for a in args)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and type(value) is not torch.Tensor:
+        return value.as_subclass(torch.Tensor)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+class MarkedLoader(torch.utils.data.DataLoader):
+    """A loader over ``(X, y)`` in order whose batches are :class:`Unmoved` until a loop moves
+    them to its device; ``unmoved_uses`` lists what was computed with batches still unmoved, and
+    ``batches`` counts the batches handed out."""
+
+    def __init__(self, X: Any, y: Any, batch_size: int) -> None:
+        X, y = torch.as_tensor(X), torch.as_tensor(y)
+        super().__init__(torch.utils.data.TensorDataset(X, y), batch_size=batch_size)
+        self.batches = 0
+
+    def __iter__(self) -> Any:
+        UNMOVED_USES.clear()
+        for X, y in super().__iter__():
+            self.batches += 1
+            yield X.as_subclass(Unmoved), y.as_subclass(Unmoved)
+
+    @property
+    def unmoved_uses(self) -> list[str]:
+        """The operations (names) that used a batch before it was moved to a device."""
+        return list(UNMOVED_USES)
+
+
+# ------------------------------------------------------------------- a spy around any module
+class Spy(torch.nn.Module):
+    """``inner`` (any model) with a record of every call: the mode (``training``), whether
+    gradients were tracked, whether the batch had been moved to a device (see
+    :class:`MarkedLoader`), its device and dtype; and an event log shared with
+    :class:`SpySGD`: ``("forward",)``, ``("backward", clean)`` (``clean``: no gradient was left
+    in any parameter when this backward pass began), ``("zero_grad",)``, ``("step",)``."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.modes: list[bool] = []
+        self.grad_enabled: list[bool] = []
+        self.moved: list[bool] = []
+        self.devices: list[str] = []
+        self.events: list[tuple] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        self.grad_enabled.append(torch.is_grad_enabled())
+        self.moved.append(not isinstance(x, Unmoved))
+        self.devices.append(str(x.device))
+        self.events.append(("forward",))
+        out = self.inner(_plain(x))
+        if out.requires_grad:
+            out.register_hook(self._on_backward)
+        return out
+
+    def _on_backward(self, grad: torch.Tensor) -> None:
+        clean = all(p.grad is None or not bool(p.grad.any()) for p in self.parameters())
+        self.events.append(("backward", clean))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.events.append(("zero_grad",))
+        super().zero_grad(set_to_none=set_to_none)
+
+
+class SpySGD(torch.optim.SGD):
+    """Plain SGD over ``spy``'s parameters that adds ``("zero_grad",)`` and ``("step",)`` to the
+    spy's event log."""
+
+    def __init__(self, spy: Spy, lr: float) -> None:
+        super().__init__(spy.parameters(), lr=lr)
+        self._events = spy.events
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._events.append(("zero_grad",))
+        super().zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Any = None) -> Any:
+        self._events.append(("step",))
+        return super().step(closure)
+
+
+# ------------------------------------------------------------ calls of a notebook's functions
+def call_recording(
+    names: Sequence[str], func: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> tuple[Any, list[tuple[str, Any, Any]]]:
+    """``func(*args, **kwargs)`` while the functions ``names`` of its module (for a notebook:
+    the notebook's own functions, e.g. ``mlp_loss``) record every call; returns ``(result,
+    calls)`` with ``calls`` a list of ``(name, positional arguments, result)``, each copied when
+    the call happened."""
+    namespace = func.__globals__
+    calls: list[tuple[str, Any, Any]] = []
+    saved = {name: namespace[name] for name in names if name in namespace}
+
+    def recorder(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def recorded(*a: Any, **kw: Any) -> Any:
+            snapshot = copy.deepcopy(a)
+            out = original(*a, **kw)
+            calls.append((name, snapshot, copy.deepcopy(out)))
+            return out
+
+        return recorded
+
+    try:
+        for name, original in saved.items():
+            namespace[name] = recorder(name, original)
+        result = func(*args, **kwargs)
+    finally:
+        namespace.update(saved)
+    return result, calls
+
+
+def call_without_library(
+    names: Sequence[str], message: str, func: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """:func:`dlworkshop.testing.call_without`, and the same functions switched off where
+    ``func``'s module holds them under other names (``from dlworkshop.train import
+    train_one_epoch as run``)."""
+    from dlworkshop import testing
+
+    def refuse(*a: Any, **kw: Any) -> Any:
+        raise AssertionError(message)
+
+    forbidden = []
+    for name in names:
+        owner, attr = testing._owner(name)
+        forbidden.append(getattr(owner, attr))
+    namespace = func.__globals__
+    aliases = {k: v for k, v in namespace.items()
+               if any(v is f for f in forbidden) and callable(v)}
+    try:
+        namespace.update(dict.fromkeys(aliases, refuse))
+        return testing.call_without(names, message, func, *args, **kwargs)
+    finally:
+        namespace.update(aliases)
+
+
+# -------------------------------------------------------------------------- layer by layer
+_CONFIG = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+           "groups", "in_features", "out_features", "start_dim", "end_dim", "negative_slope")
+
+
+def _config_value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (tuple, list)):
+        return tuple(_config_value(v) for v in value)
+    return repr(value)
+
+
+@torch.no_grad()
+def layer_calls(
+    model: torch.nn.Module, x: torch.Tensor, kinds: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Every call of a leaf module of ``model`` (or of a module whose torch class is named in
+    ``kinds``, e.g. ``("Conv2d", "MaxPool2d", "Linear")``) in one forward pass of ``x`` in eval
+    mode, in call order: ``{"name", "kind" (the torch.nn class it is or extends), "config"
+    (in/out sizes, kernel, stride, padding ...), "has_bias", "input", "output"}``."""
+    records: list[dict[str, Any]] = []
+    handles = []
+    for name, module in model.named_modules():
+        kind = next((c.__name__ for c in type(module).__mro__
+                     if c.__module__.startswith("torch.nn")), type(module).__name__)
+        is_leaf = not any(True for _ in module.children())
+        if (kinds and kind in kinds) or (not kinds and is_leaf):
+            config = {a: _config_value(getattr(module, a)) for a in _CONFIG
+                      if hasattr(module, a)}
+            has_bias = getattr(module, "bias", None) is not None
+
+            def hook(mod: Any, inp: Any, out: Any, name: str = name, kind: str = kind,
+                     config: dict = config, has_bias: bool = has_bias) -> None:
+                records.append({"name": name, "kind": kind, "config": config,
+                                "has_bias": has_bias,
+                                "input": _plain(inp[0]).detach().clone() if inp else None,
+                                "output": _plain(out).detach().clone()})
+
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return records

@@ -1,0 +1,108 @@
+"""Points kept when a notebook fails late (graders.partial): the test cells that completed before
+a kernel died, stopped answering or was killed at a limit keep their points; the status says
+where it stopped. Also: deleted read-only cells are put back (graders.restore)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tinycourse import ASSIGNMENT, POINTS, copy_course, submission, tiny_released
+
+from graders import notebooks, parallel, partial
+from graders.status import CRASHED, CRASHED_PARTIAL, GRADED, TIMED_OUT, TIMED_OUT_PARTIAL
+
+__all__ = ["tiny_released"]  # a fixture
+
+SANDBOX = parallel.plan_sandbox(True)
+CELL_TIMEOUT = 4
+LATE = {  # what the last solution cell ("square") does, after test_add and test_mul passed
+    "endless": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+    "dies": "import os\nos._exit(3)",
+    "membomb": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n_hog = []\n"
+               "while True:\n    _hog.append(bytearray(64 << 20))",
+    "slow-but-honest": "import time\ntime.sleep(1)\ndef square(x):\n    return x * x",
+}
+
+
+# ------------------------------------------------------------------------------ pure logic
+def _events(tmp_path, *events):
+    path = tmp_path / "progress.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n{torn")
+    return partial.Progress.read(path)
+
+
+def test_progress_reads_points_running_cell_timeouts_and_stop(tmp_path):
+    p = _events(tmp_path, {"running": "a"}, {"test": "t1", "points": 1.0, "max": 1},
+                {"running": "b"}, {"timeout": "b", "seconds": 4.2},
+                {"stopped": "cell b ran past the 4 s cell limit", "at": "b"})
+    assert p.points == {"t1": 1.0} and p.running == "b"
+    assert p.timeouts == [("b", 4.2)] and p.stopped.startswith("cell b")
+    assert partial.Progress.read(tmp_path / "none.jsonl") == partial.Progress()
+
+
+@pytest.mark.parametrize(
+    ("status", "killed", "events", "expected"),
+    [
+        (GRADED, False, [{"stopped": "cell x ran past the 4 s cell limit and ..."}],
+         TIMED_OUT_PARTIAL),
+        (GRADED, False, [{"stopped": "the kernel died while running cell x"}], CRASHED_PARTIAL),
+        (GRADED, False, [{"timeout": "x", "seconds": 4}], GRADED),
+        (TIMED_OUT, True, [{"test": "t", "points": 1}, {"running": "x"}], TIMED_OUT_PARTIAL),
+        (CRASHED, True, [{"test": "t", "points": 0}], CRASHED_PARTIAL),
+        (TIMED_OUT, True, [{"running": "x"}], TIMED_OUT),  # nothing completed: nothing kept
+        (CRASHED, False, [{"test": "t", "points": 1}], CRASHED),  # nbgrader itself failed
+    ],
+)
+def test_outcome(tmp_path, status, killed, events, expected):
+    got, reason = partial.outcome(status, "why", _events(tmp_path, *events), killed)
+    assert got == expected, reason
+    if expected == TIMED_OUT_PARTIAL and killed:
+        assert reason == "why at cell x; 1 test cell before it kept"
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def late(tiny_released, tmp_path_factory):
+    course = copy_course(tiny_released, tmp_path_factory.mktemp("partial") / "course")
+    for student, code in LATE.items():
+        nb = submission(course)
+        nb.cells[notebooks.cell_index(nb, "square")].source = code
+        course.submit(student, ASSIGNMENT, nb)
+    ref = submission(course)  # a read-only-free course: delete a test cell and keep the rest
+    ref.cells = [c for c in ref.cells if notebooks.grade_id(c) != "test_mul"]
+    course.submit("deleted-test", ASSIGNMENT, ref)
+    settings = parallel.Settings(workers=2, progress=False, cell_timeout=CELL_TIMEOUT,
+                                 notebook_timeout=60, memory_mb=1500, sandbox=SANDBOX.active)
+    results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
+    return course, {r.student: r for r in results}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tinycourse")
+@pytest.mark.parametrize(
+    ("student", "status", "where"),
+    [
+        ("endless", TIMED_OUT_PARTIAL, "cell square ran past the 4 s cell limit"),
+        ("dies", CRASHED_PARTIAL, "the kernel died while running cell square"),
+        ("membomb", CRASHED_PARTIAL, "MiB limit"),
+    ],
+)
+def test_points_before_the_failure_are_kept(late, student, status, where):
+    course, results = late
+    result = results[student]
+    assert result.status == status, (result.status, result.reason)
+    assert where in result.reason
+    cells = {g: c.score for g, c in course.grades(ASSIGNMENT)[student].cells.items()}
+    assert cells == {"test_add": POINTS["test_add"], "test_mul": POINTS["test_mul"],
+                     "test_square": 0.0}
+    assert result.seconds < 60
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tinycourse")
+def test_a_slow_honest_cell_and_a_deleted_test_cell_lose_nothing(late):
+    course, results = late
+    for student in ("slow-but-honest", "deleted-test"):
+        assert results[student].status == GRADED, results[student]
+        assert course.grades(ASSIGNMENT)[student].score == sum(POINTS.values())
