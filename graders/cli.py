@@ -112,14 +112,28 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the gradebook as CSV (one row per student x assignment: status, reason, total and
-    per-cell scores) plus reports/score_distribution.png and reports/cell_failures.csv."""
+    per-cell scores) plus reports/score_distribution.png and reports/cell_failures.csv; with
+    --format canvas|moodle also reports/<format>-grades.csv, the platform's grade import file
+    (or --template, the platform's own gradebook export, with the assignment's column filled)."""
     from graders import export as export_mod
+    from graders.lms import LmsError
 
     course = course_of(args)
     chosen = [args.assignment] if args.assignment else None
     csv_path = Path(args.csv).resolve() if args.csv else None
+    if args.template and not args.format:
+        raise SystemExit("error: --template needs --format canvas|moodle")
     reports = export_mod.write_reports(course, chosen, csv_path)
     print(reports.summary())
+    if args.format:
+        template = Path(args.template).resolve() if args.template else None
+        if template is not None and not template.is_file():
+            raise SystemExit(f"error: no roster file {template}")
+        try:
+            written = export_mod.write_lms(course, args.format, chosen, template, args.missing)
+        except LmsError as err:
+            raise SystemExit(f"error: {err}") from None
+        print(written.summary())
     return 0
 
 
@@ -267,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", help="only this student")
     p = verb("export", cmd_export)
     p.add_argument("--csv", help="where to write the CSV (default: reports/gradebook.csv)")
+    p.add_argument("--format", choices=("canvas", "moodle"),
+                   help="also write the platform's grade import file reports/<format>-grades.csv")
+    p.add_argument("--template", help="the platform's gradebook export (a roster) to fill in, "
+                   "keeping its rows and columns")
+    p.add_argument("--missing", choices=("empty", "zero"), default="empty",
+                   help="grade of a student without a submission (default: empty, which leaves "
+                   "the platform's grade alone)")
     p = verb("similarity", cmd_similarity, assignment=False)
     p.add_argument("assignment", help="the assignment whose submissions to compare")
     p.add_argument("--threshold", type=float, default=0.5,

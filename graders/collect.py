@@ -28,6 +28,11 @@ Duplicates (several files named after one assignment for one student): the **new
 time is shared by more than one file, all are refused. The newest counts even when it turns out
 broken: an older copy is never graded in its place.
 
+Platform identities: for every student taken from a Moodle or Canvas export the outcome keeps
+the name and number the platform gave (:class:`Identity`), and :func:`collect_into` records them
+in the course's gradebook (nbgrader's student fields; see :mod:`graders.lms`), so that grades can
+go back to the platform (``export --format moodle|canvas``).
+
 Refused with a reason, never written: not a ``.ipynb`` file, unreadable or corrupt JSON, not a
 valid nbformat notebook, no matching assignment, duplicates as above, files over 100 MB, and
 paths the layouts above do not cover. Identical files already in ``submitted/`` are skipped.
@@ -84,13 +89,48 @@ class Outcome:
     student: str = ""
     assignment: str = ""
     reason: str = ""
+    identity: Identity | None = None  # what the platform says about the student
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A student as a learning platform's export names them.
+
+    ``platform`` is ``moodle`` or ``canvas``; ``name`` the name as the export writes it (Moodle:
+    the full name; Canvas: the sortable name without punctuation, ``smithjohn``); ``user_id``
+    Canvas's user id (the ``ID`` of its gradebook), ``participant`` Moodle's participant number
+    (it changes between assignments, so it identifies a submission, not a person)."""
+
+    student: str
+    platform: str
+    name: str
+    user_id: str = ""
+    participant: str = ""
+
+    def names(self) -> tuple[str, str]:
+        """(first name, last name) for nbgrader's student fields: a Moodle full name split at
+        its last space; nothing for Canvas (its file names carry no real name)."""
+        if self.platform != "moodle":
+            return "", ""
+        first, _, last = self.name.strip().rpartition(" ")
+        return first, last
 
 
 @dataclass
 class CollectReport:
-    """All outcomes of one ``collect`` run."""
+    """All outcomes of one ``collect`` run, and notes on what else was done."""
 
     outcomes: list[Outcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def identities(self) -> dict[str, Identity]:
+        """Per student collected (taken, renamed or skipped as identical) from a platform's
+        export, the identity the export gave."""
+        return {
+            o.student: o.identity
+            for o in self.outcomes
+            if o.identity is not None and o.status in (TAKEN, RENAMED, SKIPPED)
+        }
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -113,7 +153,7 @@ class CollectReport:
             what = o.origin + (f": {o.reason}" if o.reason else "")
             lines.append(f"{o.status:<8}  {o.student:<{ws}}  {o.assignment:<{wa}}  {what}")
         summary = ", ".join(f"{self.count(s)} {s}" for s in (TAKEN, RENAMED, SKIPPED, REFUSED))
-        return "\n".join([*lines, summary])
+        return "\n".join([*lines, summary, *self.notes])
 
 
 # ----------------------------------------------------------------------------- student ids
@@ -188,6 +228,7 @@ class Candidate:
     filename: str
     folder_assignment: str | None = None
     platform_key: str | None = None  # Moodle participant number / Canvas user id
+    raw_name: str = ""  # the student's name as the platform's export writes it
     assignment: str = ""
     by_name: bool = False  # matched by its file name (else by folder or content)
     mtime: float = 0.0
@@ -210,7 +251,7 @@ def _place(entry: Entry, assignments: Sequence[str]) -> Candidate | Outcome:
     student = sanitise_student_id(raw)
     if not student:
         return Outcome(REFUSED, entry.origin, reason=f"no usable student id in {raw!r}")
-    return Candidate(entry, student, filename, folder, key, mtime=entry.mtime)
+    return Candidate(entry, student, filename, folder, key, raw, mtime=entry.mtime)
 
 
 def match_name(filename: str, assignments: Sequence[str]) -> str | None:
@@ -359,8 +400,25 @@ def _pick(group: list[Candidate]) -> tuple[Candidate | None, list[Outcome]]:
     ]
 
 
+def _identity(c: Candidate) -> Identity | None:
+    """What the platform's export says about the student of ``c`` (None: not an export)."""
+    if not c.platform_key:
+        return None
+    platform, _, number = c.platform_key.partition(":")
+    if platform == "canvas":
+        return Identity(c.student, platform, c.raw_name, user_id=number)
+    return Identity(c.student, platform, c.raw_name, participant=number)
+
+
 def _write(submitted: Path, c: Candidate) -> Outcome:
-    """Validate the chosen file and put it in place (or say why not)."""
+    """Validate the chosen file and put it in place (or say why not), with the student's
+    platform identity when the file came from a platform's export."""
+    outcome = _put(submitted, c)
+    outcome.identity = _identity(c)
+    return outcome
+
+
+def _put(submitted: Path, c: Candidate) -> Outcome:
     origin, exact = c.entry.origin, c.filename == f"{c.assignment}.ipynb"
     if c.entry.size > MAX_BYTES:
         return Outcome(REFUSED, origin, c.student, c.assignment, "larger than 100 MB")
@@ -450,7 +508,15 @@ def course_grade_ids(source_notebooks: dict[str, Path]) -> dict[str, set[str]]:
 
 def collect_into(course: Course, source: Path, only: str | None = None) -> CollectReport:
     """:func:`collect` into ``course``'s ``submitted/``, for its assignments (matched by name,
-    folder or the grade ids of their source notebooks)."""
+    folder or the grade ids of their source notebooks); the platform identities of the
+    students collected are recorded in the course's gradebook (:func:`graders.lms.keep`; a
+    note says how many, or why not)."""
+    from graders import lms
+
     known = course.assignments()
     ids = course_grade_ids({a: course.source_path(a) for a in known})
-    return collect(Path(source), course.folder("submitted"), known, ids, only=only)
+    report = collect(Path(source), course.folder("submitted"), known, ids, only=only)
+    identities = report.identities()
+    if identities:
+        report.notes.append(lms.keep(course.db_url, identities.values()))
+    return report

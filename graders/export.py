@@ -7,6 +7,8 @@
   :func:`cell_failures` and :func:`plot_distribution` turn them into the CSV, the per test
   cell failure shares and the score histograms; :func:`write_reports` does all of it for
   ``python -m graders export``.
+- :func:`write_lms` writes the grades as Canvas's or Moodle's grade import file, plain or
+  filled into a roster the platform exported (:mod:`graders.lms`; ``export --format``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graders import gradebook
+from graders import gradebook, lms
 from graders.course import Course
 from graders.gradebook import SubmissionGrade
 
@@ -245,3 +247,25 @@ def write_reports(
     fail_path = write_failures_csv(failures, course.reports / "cell_failures.csv")
     png = plot_distribution(rows, course.reports / "score_distribution.png")
     return Reports(csv_path, fail_path, png, failures)
+
+
+# ------------------------------------------------------------------------ learning platforms
+def write_lms(
+    course: Course,
+    platform: str,
+    assignments: Sequence[str] | None = None,
+    template: Path | None = None,
+    missing: str = "empty",
+    out: Path | None = None,
+) -> lms.LmsFile:
+    """``reports/<platform>-grades.csv`` (or ``out``): the gradebook's grades of
+    ``assignments`` (default all) as the platform's grade import file, or ``template`` (the
+    platform's own gradebook export) with the assignments' columns filled in; see
+    :mod:`graders.lms`. Raises :class:`~graders.lms.LmsError` for a roster that does not fit,
+    SystemExit for an assignment the gradebook does not know."""
+    rows = read_gradebook(course.db_url, assignments, course=course)
+    unknown = sorted(set(assignments or ()) - {r.assignment for r in rows})
+    if unknown:
+        raise SystemExit(f"error: assignment {unknown[0]!r} is not in the gradebook")
+    out = out or course.reports / f"{platform}-grades.csv"
+    return lms.write(course.db_url, platform, rows, out, template, missing)

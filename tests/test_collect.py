@@ -273,3 +273,27 @@ def test_cli_collect_prints_a_table_and_exits_1_on_refusals(tmp_path, capsys):
         cli.main(["--root", str(root), "collect", str(tmp_path / "nowhere.zip")])
     with pytest.raises(CollectError, match="neither a folder nor a zip"):
         collect(src / "amy" / "homework.ipynb", root / "submitted", ASSIGNMENTS)
+
+
+def test_platform_identities_are_kept_with_the_outcomes(tmp_path):
+    from graders.collect import Identity
+
+    submitted = tmp_path / "submitted"
+    moodle = write_zip(tmp_path / "moodle.zip", {
+        "Anna Maria Müller_12345_assignsubmission_file_/01_dnn.ipynb": notebook_bytes("01_dnn"),
+        "Bob Smith_7_assignsubmission_file_/notes.txt": b"not a notebook",
+    })
+    report = collect(moodle, submitted, ASSIGNMENTS, IDS)
+    anna = Identity("anna-maria-muller", "moodle", "Anna Maria Müller", participant="12345")
+    assert report.identities() == {"anna-maria-muller": anna}  # refused files keep none
+    assert anna.names() == ("Anna Maria", "Müller")
+    again = collect(moodle, submitted, ASSIGNMENTS, IDS)  # skipped as identical: still known
+    assert again.identities() == {"anna-maria-muller": anna}
+
+    canvas = write_zip(tmp_path / "canvas.zip", {
+        "doejane_LATE_111_222_01_dnn.ipynb": notebook_bytes("01_dnn", "jane")})
+    jane = collect(canvas, submitted, ASSIGNMENTS, IDS).identities()["doejane"]
+    assert (jane.platform, jane.user_id, jane.names()) == ("canvas", "111", ("", ""))
+    folder = tmp_path / "folder"
+    put(folder, "kim/01_dnn.ipynb", notebook_bytes("01_dnn", "kim"))
+    assert collect(folder, submitted, ASSIGNMENTS, IDS).identities() == {}

@@ -241,3 +241,25 @@ def test_release_zip_of_every_real_assignment(released, tmp_path):
         assert secret, "the check needs hidden lines to look for"
         assert not [h for h in secret if h in text]
         assert "BEGIN HIDDEN TESTS" not in text and "BEGIN SOLUTION" not in text
+
+
+def test_lms_files_hold_every_assignment_and_the_missing_rule(gradebook_url, tmp_path):
+    from graders.export import write_lms
+
+    root = tmp_path / "course"
+    root.mkdir()
+    course = Course(root, db_url=gradebook_url)
+    canvas = write_lms(course, "canvas", missing="zero")
+    with open(canvas.path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "a1", "a2"]
+    assert rows[1][0] == "Points Possible" and rows[1][5:] == ["6", "5"]
+    assert {r[0]: r[5:] for r in rows[2:]} == {
+        "ann": ["6", "5"], "ben": ["5", "0"], "cat": ["3", "0"], "dan": ["0", "0"]}
+    assert canvas.no_submission == {"a1": ["dan"], "a2": ["ben", "cat"]}
+    empty = write_lms(course, "canvas", ["a2"], out=tmp_path / "a2.csv")
+    with open(empty.path, newline="") as fh:
+        assert {r[0]: r[5] for r in list(csv.reader(fh))[2:]} == {
+            "ann": "5", "ben": "", "cat": "", "dan": "0"}
+    with pytest.raises(SystemExit, match="not in the gradebook"):
+        write_lms(course, "moodle", ["a9"])
