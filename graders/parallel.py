@@ -322,8 +322,8 @@ class _Context:
     scratch_root: Path
     templates: dict[str, Path]
     orders: dict[str, list[str] | None]
-    cell_timeout: int
-    limits: Limits
+    timeouts: dict[str, int]  # per-cell limit, per assignment
+    limits: dict[str, Limits]  # per assignment
     extra_args: list[str]
     extra_env: dict[str, str]
     stop: Callable[[], bool]
@@ -340,7 +340,7 @@ def autograde_command(ctx: _Context, job: Job, scratch: Path) -> list[str]:
         "--force",
         f"--CourseDirectory.root={scratch}",
         f"--CourseDirectory.db_url=sqlite:///{scratch / 'gradebook.db'}",
-        f"--Execute.timeout={ctx.cell_timeout}",
+        f"--Execute.timeout={ctx.timeouts[job.assignment]}",
         *ctx.extra_args,
     ]
 
@@ -369,7 +369,7 @@ def grade_in_scratch(
             autograde_command(ctx, job, scratch),
             scratch,
             nbgrader_env({**slot.env(), **ctx.extra_env, ENV_PROGRESS: str(progress_file)}),
-            ctx.limits,
+            ctx.limits[job.assignment],
             scratch / "nbgrader.log",
             ctx.stop,
         )
@@ -435,21 +435,32 @@ def _template_gradebooks(
     return templates, errors
 
 
-def resolve(course: Course, settings: Settings) -> tuple[list[Slot], int, Limits]:
-    """The slots, the per-cell timeout and the limits of a batch (defaults filled in)."""
+def resolve(
+    course: Course, settings: Settings, assignments: Sequence[str] = ()
+) -> tuple[list[Slot], dict[str, int], dict[str, Limits]]:
+    """The slots, and per assignment the per-cell timeout and the limits, of a batch.
+
+    The per-cell timeout is ``settings.cell_timeout`` when given, else the assignment's
+    ``cell_timeout_s`` (``grading/calibration.toml``: its longest cell as measured, with a
+    stated margin), else the course's ``Execute.timeout``; the notebook's wall-clock limit is
+    ``settings.notebook_timeout`` or :data:`NOTEBOOK_TIMEOUT_CELLS` times the cell timeout."""
     cores = os.cpu_count() or 1
     gpus = gpu_ids()
     workers = settings.workers or default_workers(cores, len(gpus))
-    cell = int(
-        settings.cell_timeout or course.settings.cell_timeout or NBCLIENT_DEFAULT_CELL_TIMEOUT
-    )
-    limits = Limits(
-        wall_s=settings.notebook_timeout or NOTEBOOK_TIMEOUT_CELLS * cell,
-        memory_mb=settings.memory_mb or default_memory_mb(workers),
-        max_processes=settings.max_processes,
-        disk_mb=settings.disk_mb,
-    )
-    return make_slots(workers, cores, gpus), cell, limits
+    memory = settings.memory_mb or default_memory_mb(workers)
+    timeouts, limits = {}, {}
+    for a in assignments:
+        measured = course.grading_file(a, "calibration").get("cell_timeout_s")
+        cell = int(settings.cell_timeout or measured or course.settings.cell_timeout
+                   or NBCLIENT_DEFAULT_CELL_TIMEOUT)
+        timeouts[a] = cell
+        limits[a] = Limits(
+            wall_s=settings.notebook_timeout or NOTEBOOK_TIMEOUT_CELLS * cell,
+            memory_mb=memory,
+            max_processes=settings.max_processes,
+            disk_mb=settings.disk_mb,
+        )
+    return make_slots(workers, cores, gpus), timeouts, limits
 
 
 def autograde(
@@ -464,17 +475,19 @@ def autograde(
 
     settings = settings or Settings()
     sandbox = sandbox or plan_sandbox(settings.sandbox)
-    slots, cell_timeout, limits = resolve(course, settings)
+    assignments = list(dict.fromkeys(j.assignment for j in jobs))
+    slots, timeouts, limits = resolve(course, settings, assignments)
     scratch_root = Path(tempfile.mkdtemp(prefix="graders-autograde-"))
     stopping = threading.Event()
     results: dict[Job, SubmissionGrade] = {}
     try:
-        assignments = list(dict.fromkeys(j.assignment for j in jobs))
         templates, broken = _template_gradebooks(course, assignments, scratch_root)
-        args, env = kernel_arguments(sandbox, course, scratch_root, limits)
+        # memory, processes and disk are the same for every assignment; only times differ
+        shared = next(iter(limits.values()), Limits(wall_s=0, memory_mb=0))
+        args, env = kernel_arguments(sandbox, course, scratch_root, shared)
         orders = {a: course.cell_order(a) for a in assignments}
         ctx = _Context(
-            course, scratch_root, templates, orders, cell_timeout, limits, args, env,
+            course, scratch_root, templates, orders, timeouts, limits, args, env,
             stopping.is_set,
         )
         free: queue.Queue[Slot] = queue.Queue()

@@ -50,6 +50,16 @@ POLL_S = 0.1
 #: what was earned before it is killed too.
 KERNEL_KILL_GRACE_S = 30.0
 INTERRUPTED = "grading was interrupted"
+#: What the forkserver imports once, so that no forked nbgrader pays for it: nbgrader, and what
+#: the trusted side of the course's test cells imports (their setup cells and checks). A module
+#: that is not installed is skipped.
+FORKSERVER_PRELOAD = [
+    "nbgrader.apps.nbgraderapp", "graders.runner", "graders.verdict.execute", "graders.restore",
+    "numpy", "torch", "torchvision.models", "matplotlib.pyplot", "sklearn.linear_model",
+    "sklearn.neural_network", "dlworkshop.checks", "dlworkshop.data", "dlworkshop.train",
+    "dlworkshop.plot", "dlworkshop.introspect", "dlworkshop.transfer", "dlworkshop.testing",
+    "dlworkshop.instruments", "dlworkshop.gradcheck",
+]
 #: Free space under which a sandbox's tmpfs counts as full.
 DISK_FULL_BYTES = 1 << 20
 #: The file (in the run's folder) where the forked nbgrader records the exception it met.
@@ -108,7 +118,7 @@ class ForkedNbgrader:
             import multiprocessing
 
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["nbgrader.apps.nbgraderapp", "graders.runner"])
+            context.set_forkserver_preload(FORKSERVER_PRELOAD)
             ForkedNbgrader._context = context
         self._proc = self._context.Process(
             target=nbgrader_main, args=(argv, str(cwd), env, str(log), str(marker)), daemon=False

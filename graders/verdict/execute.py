@@ -160,7 +160,8 @@ class ProgressLog:
     """What the grading run has done so far, one JSON line per event, in a file the grader
     reads when the run is stopped before nbgrader could save anything (a wall-clock limit):
     ``{"running": label}`` before a cell, ``{"test": grade_id, "points": p, "max": m, ...}``
-    after a test cell, ``{"timeout": label, "seconds": s}`` for a cell past its limit, and
+    after a test cell, ``{"done": label, "seconds": s}`` after any other code cell,
+    ``{"timeout": label, "seconds": s}`` for a cell past its limit, and
     ``{"stopped": reason, "at": label}`` when the kernel died or stopped answering.
 
     No path (``GRADERS_PROGRESS`` unset), no file: plain ``nbgrader autograde`` needs none."""
@@ -280,6 +281,8 @@ def run_cells(
                     cell.setdefault("outputs", []).append(new_output(
                         "error", ename="CellTimeoutError", evalue=f"ran past {timeout:g} s",
                         traceback=[f"CellTimeoutError: the cell ran past {timeout:g} s"]))
+                if cell.cell_type == "code":
+                    progress.write(done=label, seconds=round(time.monotonic() - start, 3))
                 if not stopped and _timed_out(cell):
                     progress.write(timeout=label, seconds=round(time.monotonic() - start, 1))
                     if not _responsive(client):
