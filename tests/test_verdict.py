@@ -360,3 +360,38 @@ def test_test_code_never_reaches_the_kernel_and_hooks_cannot_hide_failures(tmp_p
     printed = out.cells[2].outputs[0]["text"]
     assert "hidden-marker" not in printed.replace("'hidden-marker' in", "")
     assert printed.rstrip().endswith("False")
+
+
+def test_a_missing_name_says_which_cell_to_fix_first(tmp_path):
+    meta = {"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}
+    nb = new_notebook(cells=[
+        new_code_cell("def train():\n    raise NotImplementedError()",
+                      metadata={"nbgrader": {"grade_id": "train_fn", "solution": True}}),
+        new_code_cell("params = train()", metadata={"nbgrader": {"grade_id": "train_run"}}),
+        new_code_cell("assert params is not None", metadata=meta),
+        new_code_cell("assert nothing_defines_this", metadata={
+            "nbgrader": {"grade_id": "t2", "grade": True, "points": 1}}),
+    ])
+    _, results = execute(nb, cwd=tmp_path, timeout=30)
+    assert results["t"].error == (
+        "NameError: name 'params' is not defined: it is defined by cell train_run, which "
+        "failed with NotImplementedError: fix that first")
+    assert results["t2"].error.endswith("no cell of your notebook defines it")
+
+
+def test_number_and_str_subclasses_arrive_as_plain_values():
+    class Yes(float):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = float.__hash__
+
+    class Text(str):
+        pass
+
+    made = []
+    head, buffers = wire.encode([Yes(2.5), Text("x"), np.float32(1.5)],
+                                lambda o: made.append(o) or {"$t": "ref", "h": 1})
+    back = wire.decode(head, buffers, lambda h: pytest.fail("no refs"))
+    assert [type(v) for v in back] == [float, str, np.float32] and back[0] != 3.0
+    assert made == []

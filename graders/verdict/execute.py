@@ -22,7 +22,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,58 @@ def _responsive(client: NotebookClient, timeout: float = PROBE_TIMEOUT_S) -> boo
         return False
 
 
+def _defined_names(source: str) -> set[str]:
+    """Names a cell defines at its top level (assignments, ``def``, ``class``, imports)."""
+    import ast
+
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        source = TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 (IPython missing, or a cell it cannot transform)
+        pass
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def _explainer(nb: NotebookNode, tests: Mapping[str, str]) -> Callable[[str], str]:
+    """A function saying, for a name a test could not find, which cell defines it and how that
+    cell ended (so the student knows which task to fix first)."""
+    definers: dict[str, tuple[int, NotebookNode]] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and _grade_id(cell) not in tests:
+            for name in _defined_names(cell.source):
+                definers.setdefault(name, (index, cell))
+
+    def explain(name: str) -> str:
+        if name not in definers:
+            return "no cell of your notebook defines it"
+        index, cell = definers[name]
+        label = _label(cell, index)
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            return (f"it is defined by cell {label}, which failed with {errors[0].get('ename')}: "
+                    "fix that first")
+        if cell.get("execution_count") is None and not cell.get("outputs"):
+            return f"it is defined by cell {label}, which did not run"
+        return f"cell {label} should define it"
+
+    return explain
+
+
 def run_cells(
     client: NotebookClient,
     tests: Mapping[str, str],
@@ -246,6 +298,7 @@ def run_cells(
     progress = progress or ProgressLog(None)
     timeout = client.timeout if client.timeout and client.timeout > 0 else None
     session = GradingSession(client, setup, delimiters, timeout)
+    session.runner.explain_missing = _explainer(client.nb, tests)
     results: dict[str, TestResult] = {}
     stopped = ""
     try:

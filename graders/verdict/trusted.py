@@ -24,7 +24,7 @@ import io
 import time
 import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from nbformat import NotebookNode
@@ -141,6 +141,9 @@ class TrustedRunner:
             except Exception as err:
                 raise SetupError(f"the notebook's setup cell failed here: {err!r}") from err
         self.namespace.bridge = bridge
+        #: name -> why it may be missing (the cell that defines it and how that cell ended):
+        #: makes a NameError say which task to fix first; set by the executor.
+        self.explain_missing: Callable[[str], str] = lambda name: ""
 
     def run(self, grade_id: str, source: str) -> TestResult:
         """Run one test cell's code (the bridge session must be open); never raises for a
@@ -199,6 +202,9 @@ class TrustedRunner:
         else:
             ename = type(err).__name__
         evalue = _message(err)
+        if isinstance(err, NameError) and getattr(err, "name", None):
+            hint = self.explain_missing(err.name)
+            evalue = f"{evalue}: {hint}" if hint else evalue
         head = f"{ename}: {evalue}" if evalue else ename
         return ename, evalue, [head, f"(failed {where})"]
 
