@@ -4,7 +4,9 @@ For each assignment: release it, derive the sample submissions (:mod:`graders.sa
 adversarial ones included), hand two more students in through :mod:`graders.collect`, autograde
 them all with :mod:`graders.parallel`, print the table and whether each sample got the status
 (and lost the test cells) it deserves, write every graded student's feedback and check that no
-hidden-test line is in it. Finally the export (:mod:`graders.export`) of the whole gradebook.
+hidden-test line is in it. Finally the export (:mod:`graders.export`) of the whole gradebook,
+Canvas's and Moodle's grade import files, and each assignment's similarity report
+(:mod:`graders.similarity`: the most similar pairs of the sample class).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 import nbformat
 from nbformat import NotebookNode
 
-from graders import collect, export, notebooks, parallel, samples
+from graders import collect, export, notebooks, parallel, samples, similarity
 from graders.course import Course
 from graders.gradebook import SubmissionGrade
 
@@ -52,6 +54,11 @@ def run(course: Course, assignments: list[str]) -> bool:
         print(f"({time.perf_counter() - start:.0f} s)")
     print()
     print(export.write_reports(course).summary())
+    for platform in ("canvas", "moodle"):
+        print(export.write_lms(course, platform).summary())
+    for assignment in assignments:
+        print(f"\n== {assignment}: similarity of the sample class")
+        print(similarity.run(course, assignment).summary())
     print("every sample graded as expected" if ok else "SOME SAMPLES WERE NOT GRADED AS EXPECTED")
     return ok
 

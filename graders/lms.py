@@ -163,19 +163,24 @@ class LmsFile:
     no_roster_row: list[str] = field(default_factory=list)  # students with a submission
     left_out: list[str] = field(default_factory=list)  # students the file cannot identify
 
-    def summary(self) -> str:
-        """Where the file is and the lists above, one line each."""
+    def summary(self, most: int = 12) -> str:
+        """Where the file is and the lists above, one line each (``most`` names a list)."""
+        def names(items: list[str]) -> str:
+            more = f", and {len(items) - most} more" if len(items) > most else ""
+            return ", ".join(items[:most]) + more
+
         lines = [f"{self.platform} grades ({self.rows} rows): {self.path}"]
-        for assignment, names in self.no_submission.items():
-            if names:
-                lines.append(f"  {assignment}: no submission from {len(names)}: "
-                             + ", ".join(names))
+        for assignment, missing in self.no_submission.items():
+            if missing:
+                lines.append(f"  {assignment}: no submission from {len(missing)}: "
+                             + names(missing))
         if self.no_roster_row:
             lines.append(f"  submissions with no roster row ({len(self.no_roster_row)}): "
-                         + ", ".join(self.no_roster_row))
+                         + names(self.no_roster_row))
         if self.left_out:
             lines.append(f"  left out, no way to identify them in {self.platform} "
-                         f"({len(self.left_out)}): " + ", ".join(self.left_out))
+                         f"({len(self.left_out)}): {names(self.left_out)} (no email or ID "
+                         "number in the gradebook: use --template with the platform's export)")
         return "\n".join(lines)
 
 
