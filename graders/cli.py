@@ -157,6 +157,8 @@ def cmd_similarity(args: argparse.Namespace) -> int:
         report = similarity.run(course, assignment, settings, out)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
+    except KeyError as err:  # the reference cannot be built: release/ older than source/
+        raise SystemExit(f"error: {err.args[0]} (run `python -m graders release`)") from None
     print(report.summary())
     return 0
 

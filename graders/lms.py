@@ -47,6 +47,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from graders import gradebook
 from graders.collect import Identity, sanitise_student_id
+from graders.similarity.report import spreadsheet_safe
 
 FORMATS = ("canvas", "moodle")
 MISSING = ("empty", "zero")
@@ -211,7 +212,7 @@ def plain_rows(
         rows = [[*CANVAS_COLUMNS, *assignments],
                 [CANVAS_POINTS_ROW, "", "", "", "", *(number(max_points[a]) for a in assignments)]]
         for s, p in sorted(folks.items(), key=lambda kv: kv[1].sortable.lower()):
-            rows.append([p.sortable, p.lms_user_id, "", "", "",
+            rows.append([spreadsheet_safe(p.sortable), p.lms_user_id, "", "", "",
                          *(_cell(grades.get((a, s)), missing) for a in assignments)])
         return rows, []
     rows, left_out = [[*MOODLE_COLUMNS, *assignments]], []
@@ -219,7 +220,8 @@ def plain_rows(
         if not (p.email or p.lms_user_id):
             left_out.append(s)
             continue
-        rows.append([p.first_name or s, p.last_name, p.lms_user_id, p.email,
+        rows.append([spreadsheet_safe(p.first_name or s), spreadsheet_safe(p.last_name),
+                     p.lms_user_id, p.email,
                      *(_cell(grades.get((a, s)), missing) for a in assignments)])
     return rows, left_out
 

@@ -274,3 +274,13 @@ def test_cli_similarity_writes_reports_and_skips_broken_files(tmp_path, capsys):
         cli.main(["--root", str(root), "similarity", "nope"])
     default = cli.main(["--root", str(root), "similarity", ASSIGNMENT])
     assert default == 0 and (root / "reports/similarity" / ASSIGNMENT / "report.html").is_file()
+
+
+def test_render_code_marks_starter_student_and_matching_text():
+    text = "def f(x):\n    y = x + 1\n    return y\n"
+    runs = [(10, 37)]
+    got = report.render_code(text, runs, [(14, 23), (20, 27)])
+    assert got == ('<span class="starter">def f(x):\n</span>    '
+                   '<span class="match">y = x + 1\n   </span> return y\n')
+    assert report.spreadsheet_safe("=cmd()") == "'=cmd()"
+    assert report.spreadsheet_safe("ann") == "ann"

@@ -9,6 +9,7 @@ characters and nothing runs.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import html
 from pathlib import Path
@@ -76,6 +77,12 @@ def table(cmp: Comparison, top: int = 15) -> str:
     return "\n".join(lines)
 
 
+def spreadsheet_safe(text: str) -> str:
+    """``text`` for a CSV cell a spreadsheet opens: a leading ``= + - @`` (a formula there) gets
+    a ``'`` in front."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_csv(cmp: Comparison, path: Path) -> Path:
     """Every pair sharing at least one kept fingerprint, ranked: rank, student_a, student_b,
     overall, shared, fingerprints_a, fingerprints_b, then one score column per task (empty:
@@ -87,7 +94,8 @@ def write_csv(cmp: Comparison, path: Path) -> Path:
                          "fingerprints_b", *cmp.tasks])
         for rank, p in enumerate(cmp.pairs, 1):
             writer.writerow([
-                rank, p.a, p.b, f"{p.overall:.3f}", p.shared_total,
+                rank, spreadsheet_safe(p.a), spreadsheet_safe(p.b), f"{p.overall:.3f}",
+                p.shared_total,
                 cmp.students[p.a].kept_count(), cmp.students[p.b].kept_count(),
                 *(f"{p.scores[t]:.3f}" if t in p.scores else "" for t in cmp.tasks),
             ])
@@ -104,20 +112,27 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _inside(spans: list[tuple[int, int]], starts: list[int], a: int, b: int) -> bool:
+    """Whether ``[a, b)`` lies inside one of the merged, sorted ``spans``."""
+    i = bisect.bisect_right(starts, a) - 1
+    return i >= 0 and spans[i][1] >= b
+
+
 def render_code(text: str, runs: list[tuple[int, int]], matches: list[tuple[int, int]]) -> str:
     """``text`` as escaped HTML: lines outside ``runs`` (starter code) dimmed, ``matches``
-    highlighted."""
-    cuts = {0, len(text)}
+    highlighted. Linear in the text and the spans (a bisection per piece)."""
     runs, matches = _merge(runs), _merge(matches)
+    cuts = {0, len(text)}
     for a, b in runs + matches:
         cuts.update((a, b))
     points = sorted(c for c in cuts if 0 <= c <= len(text))
+    run_starts, match_starts = [a for a, _ in runs], [a for a, _ in matches]
     out = []
     for a, b in zip(points, points[1:], strict=False):
         piece = html.escape(text[a:b], quote=True)
-        if any(s <= a and b <= e for s, e in matches):
+        if _inside(matches, match_starts, a, b):
             out.append(f'<span class="match">{piece}</span>')
-        elif any(s <= a and b <= e for s, e in runs):
+        elif _inside(runs, run_starts, a, b):
             out.append(piece)
         else:
             out.append(f'<span class="starter">{piece}</span>')
