@@ -23,7 +23,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; } td, th { padding: 2px 8px; border-bottom: 1px solid #ddd; }
 th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.side { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
+.side { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1em; }
 pre { background: #fafafa; border: 1px solid #ddd; padding: 6px; overflow-x: auto;
       font-size: 12px; white-space: pre; }
 .starter { color: #999; } .match { background: #ffd54f; } .who { font-weight: bold; }
