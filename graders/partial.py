@@ -32,6 +32,7 @@ class Progress:
     points: dict[str, float] = field(default_factory=dict)  # test cell -> points earned
     running: str | None = None  # the last cell that started
     stopped: str | None = None  # why the executor stopped (None: it did not)
+    stopped_by_time: bool = False  # ... because the kernel ignored an interrupt at a time limit
     timeouts: list[tuple[str, float]] = field(default_factory=list)  # (cell, seconds)
 
     @classmethod
@@ -47,6 +48,7 @@ class Progress:
                 progress.timeouts.append((event["timeout"], float(event.get("seconds") or 0)))
             if isinstance(event.get("stopped"), str):
                 progress.stopped = event["stopped"]
+                progress.stopped_by_time = event.get("kind") == "timeout"
         return progress
 
 
@@ -61,7 +63,7 @@ def outcome(status: str, reason: str, progress: Progress, killed: bool) -> tuple
     progress."""
     timeouts = ", ".join(f"{cell} ({seconds:g} s)" for cell, seconds in progress.timeouts)
     if status == GRADED and progress.stopped:
-        partial = TIMED_OUT_PARTIAL if "cell limit" in progress.stopped else CRASHED_PARTIAL
+        partial = TIMED_OUT_PARTIAL if progress.stopped_by_time else CRASHED_PARTIAL
         return partial, f"{progress.stopped}; later test cells score 0"
     if status == GRADED and timeouts:
         return GRADED, f"interrupted at the cell limit: {timeouts}"

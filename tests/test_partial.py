@@ -22,6 +22,12 @@ LATE = {  # what the last solution cell ("square") does, after test_add and test
     "membomb": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n_hog = []\n"
                "while True:\n    _hog.append(bytearray(64 << 20))",
     "slow-but-honest": "import time\ntime.sleep(1)\ndef square(x):\n    return x * x",
+    # a function that a test calls loops: interrupted, it fails that test only
+    "loops-when-tested": "def square(x):\n    while True:\n        pass",
+    # ... and ignores the interrupt: the kernel is given up after that test
+    "stubborn-when-tested": "def square(x):\n    import signal\n"
+                            "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                            "    while True:\n        pass",
 }
 
 
@@ -44,9 +50,10 @@ def test_progress_reads_points_running_cell_timeouts_and_stop(tmp_path):
 @pytest.mark.parametrize(
     ("status", "killed", "events", "expected"),
     [
-        (GRADED, False, [{"stopped": "cell x ran past the 4 s cell limit and ..."}],
-         TIMED_OUT_PARTIAL),
-        (GRADED, False, [{"stopped": "the kernel died while running cell x"}], CRASHED_PARTIAL),
+        (GRADED, False, [{"stopped": "cell x ran past the 4 s cell limit and ...",
+                          "kind": "timeout"}], TIMED_OUT_PARTIAL),
+        (GRADED, False, [{"stopped": "the kernel died while running cell x", "kind": "crash"}],
+         CRASHED_PARTIAL),
         (GRADED, False, [{"timeout": "x", "seconds": 4}], GRADED),
         (TIMED_OUT, True, [{"test": "t", "points": 1}, {"running": "x"}], TIMED_OUT_PARTIAL),
         (CRASHED, True, [{"test": "t", "points": 0}], CRASHED_PARTIAL),
@@ -86,6 +93,7 @@ def late(tiny_released, tmp_path_factory):
         ("endless", TIMED_OUT_PARTIAL, "cell square ran past the 4 s cell limit"),
         ("dies", CRASHED_PARTIAL, "the kernel died while running cell square"),
         ("membomb", CRASHED_PARTIAL, "MiB limit"),
+        ("stubborn-when-tested", TIMED_OUT_PARTIAL, "did not stop when interrupted"),
     ],
 )
 def test_points_before_the_failure_are_kept(late, student, status, where):
@@ -97,6 +105,15 @@ def test_points_before_the_failure_are_kept(late, student, status, where):
     assert cells == {"test_add": POINTS["test_add"], "test_mul": POINTS["test_mul"],
                      "test_square": 0.0}
     assert result.seconds < 60
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tinycourse")
+def test_a_test_that_calls_an_endless_function_fails_alone(late):
+    course, results = late
+    assert results["loops-when-tested"].status == GRADED, results["loops-when-tested"]
+    cells = {g: c.score for g, c in course.grades(ASSIGNMENT)["loops-when-tested"].cells.items()}
+    assert cells == {**POINTS, "test_square": 0.0}
 
 
 @pytest.mark.slow

@@ -162,7 +162,8 @@ class ProgressLog:
     ``{"running": label}`` before a cell, ``{"test": grade_id, "points": p, "max": m, ...}``
     after a test cell, ``{"done": label, "seconds": s}`` after any other code cell,
     ``{"timeout": label, "seconds": s}`` for a cell past its limit, and
-    ``{"stopped": reason, "at": label}`` when the kernel died or stopped answering.
+    ``{"stopped": reason, "at": label, "kind": "timeout" | "crash"}`` when the kernel died or
+    stopped answering (after a time limit, or not).
 
     No path (``GRADERS_PROGRESS`` unset), no file: plain ``nbgrader autograde`` needs none."""
 
@@ -300,7 +301,7 @@ def run_cells(
     session = GradingSession(client, setup, delimiters, timeout)
     session.runner.explain_missing = _explainer(client.nb, tests)
     results: dict[str, TestResult] = {}
-    stopped = ""
+    stopped, kind = "", ""  # why the kernel is given up, and whether a time limit did it
     try:
         for index, cell in enumerate(client.nb.cells):
             gid, label = _grade_id(cell), _label(cell, index)
@@ -325,11 +326,12 @@ def run_cells(
                                seconds=round(result.seconds, 3))
                 if session.bridge.dead:
                     stopped = f"{session.bridge.dead} (at {label})"
+                    kind = "timeout" if session.bridge.timed_out else "crash"
             else:
                 try:
                     execute_cell(cell, index)
                 except DeadKernelError:
-                    stopped = f"the kernel died while running cell {label}"
+                    stopped, kind = f"the kernel died while running cell {label}", "crash"
                 except CellTimeoutError:  # no answer after the interrupt (nbclient gives up)
                     cell.setdefault("outputs", []).append(new_output(
                         "error", ename="CellTimeoutError", evalue=f"ran past {timeout:g} s",
@@ -339,11 +341,12 @@ def run_cells(
                 if not stopped and _timed_out(cell):
                     progress.write(timeout=label, seconds=round(time.monotonic() - start, 1))
                     if not _responsive(client):
+                        kind = "timeout"
                         stopped = (f"cell {label} ran past the {timeout:g} s cell limit and the "
                                    "kernel did not stop when interrupted")
             if stopped:
                 session.bridge.dead = session.bridge.dead or stopped
-                progress.write(stopped=stopped, at=label)
+                progress.write(stopped=stopped, at=label, kind=kind)
     finally:
         session.close()
     return results

@@ -259,12 +259,12 @@ class Bridge:
     """
 
     def __init__(
-        self, folder: Path, interrupt: Callable[[], None], max_message_mb: int = 2048
+        self, folder: Path, interrupt: Callable[[], None], max_message_mb: int = 1024
     ) -> None:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_mb << 20)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_mb << 20)  # bigger: dropped
         self.path = Path(folder) / f"agent-{secrets.token_hex(4)}"
         self.address = f"ipc://{self.path}"
         self.socket.bind(self.address)
@@ -273,6 +273,7 @@ class Bridge:
         self.deadline: float | None = None
         self.expired = False  # this test cell's time is up: no more requests in it
         self.dead: str | None = None
+        self.timed_out = False  # dead because it ignored the interrupt at a time limit
         self.requests = 0
         self._ids = itertools.count(1)
         self._proxies: weakref.WeakValueDictionary[int, Remote] = weakref.WeakValueDictionary()
@@ -433,6 +434,7 @@ class Bridge:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
                 if interrupted:
+                    self.timed_out = True
                     self.dead = (
                         "your code did not stop when interrupted after the test's time limit; "
                         "the kernel was given up"
