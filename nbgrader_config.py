@@ -82,3 +82,6 @@ c.GenerateFeedback.preprocessors = [
     "graders.feedback_preprocessor.SafeFeedback",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+# A feedback page shows outputs of the student's own notebook: no script of theirs runs when
+# the student or the instructor opens it (nbconvert sanitizes HTML and drops JavaScript).
+c.HTMLExporter.sanitize_html = True

@@ -63,6 +63,8 @@ def outcome(status: str, reason: str, progress: Progress, killed: bool) -> tuple
     progress."""
     timeouts = ", ".join(f"{cell} ({seconds:g} s)" for cell, seconds in progress.timeouts)
     if status == GRADED and progress.stopped:
+        if not progress.points:  # stopped before any test cell completed: nothing to keep
+            return (TIMED_OUT if progress.stopped_by_time else CRASHED), progress.stopped
         partial = TIMED_OUT_PARTIAL if progress.stopped_by_time else CRASHED_PARTIAL
         return partial, f"{progress.stopped}; later test cells score 0"
     if status == GRADED and timeouts:
@@ -82,10 +84,13 @@ def is_partial(status: str) -> bool:
 def worth_again(status: str, killed: bool, progress: Progress) -> bool:
     """Whether a run deserves a second one: it crashed on its own (not killed by a limit: on a
     busy machine a kernel can fail to start or answer in time), or a cell ran past its limit
-    while the machine was busy. Load must not change a grade."""
-    if status == CRASHED and not killed:
+    while the machine was busy and stopped when interrupted (an honest cell made slow by the
+    load; a kernel that ignores the interrupt is the submission's doing). Load must not change
+    a grade."""
+    if status == CRASHED and not killed and not progress.stopped:
         return True
-    return bool(progress.timeouts or status == TIMED_OUT_PARTIAL) and machine_busy()
+    slow = bool(progress.timeouts) and not progress.stopped_by_time
+    return slow and status in (GRADED, TIMED_OUT, TIMED_OUT_PARTIAL) and machine_busy()
 
 
 def machine_busy() -> bool:

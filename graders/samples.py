@@ -25,6 +25,8 @@ an attack to the first code solution cell (or a cell at the end).
 
 ===================  =========================================================================
 ``endless``          ignores SIGINT and loops forever: ``timed out`` by the limits
+``stuck-late``       the same in its last solution cell: ``timed out (partial)``, the test
+                     cells before it keep their points
 ``membomb``          ignores SIGINT and allocates memory until killed: ``crashed``
 ``snoop``            looks for ``gradebook.db`` and ``source/`` at every path it can guess (the
                      course's and the repository's included) and prints the hidden tests it
@@ -183,7 +185,8 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
 
 
 # ------------------------------------------------------------------------- adversarial students
-ADVERSARIAL_STUDENTS = ("endless", "membomb", "snoop", "network", "escape", "diskfill")
+ADVERSARIAL_STUDENTS = ("endless", "stuck-late", "membomb", "snoop", "network", "escape",
+                        "diskfill")
 HOSTILE_STUDENTS = ("hide-errors", "patch-helpers", "read-back")
 #: Where the ``network`` student tries to go beyond the machine (a public DNS resolver).
 OUTSIDE_ADDRESS = ("1.1.1.1", 53)
@@ -287,13 +290,25 @@ def escape_file_name(token: str) -> str:
     return f"escaped-{token}.txt"
 
 
-def _with_attack(course: Course, assignment: str, attack: str) -> NotebookNode:
-    """The reference submission with ``attack`` run first in its first code solution cell."""
+def _with_attack(
+    course: Course, assignment: str, attack: str, last: bool = False
+) -> NotebookNode:
+    """The reference submission with ``attack`` run first in its first (``last``: last) code
+    solution cell."""
     source = notebooks.read(course.source_path(assignment))
     nb = notebooks.solved(source, notebooks.read(course.release_path(assignment)))
-    cell = next(c for c in nb.cells if notebooks.is_solution(c) and c.cell_type == "code")
+    cells = [c for c in nb.cells if notebooks.is_solution(c) and c.cell_type == "code"]
+    cell = cells[-1] if last else cells[0]
     cell.source = f"{attack}\n{cell.source}"
     return nb
+
+
+def _tests_from(nb: NotebookNode, last_solution: bool) -> set[str]:
+    """The test cells at or after the first (or last) code solution cell."""
+    solutions = [i for i, c in enumerate(nb.cells)
+                 if notebooks.is_solution(c) and c.cell_type == "code"]
+    start = solutions[-1] if last_solution else solutions[0]
+    return {notebooks.grade_id(c) for c in nb.cells[start:] if notebooks.is_test(c)}
 
 
 def adversarial(
@@ -324,6 +339,14 @@ def adversarial(
             "ignores SIGINT and loops forever",
             processed=False,
             status="timed out",
+        ),
+        Sample(
+            "stuck-late",
+            _with_attack(course, assignment, _ENDLESS, last=True),
+            "ignores SIGINT and loops forever in its last task: the tests before keep their "
+            "points",
+            must_fail=_tests_from(_with_attack(course, assignment, ""), last_solution=True),
+            status="timed out (partial)",
         ),
         Sample(
             "membomb",

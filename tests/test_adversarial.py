@@ -103,12 +103,17 @@ def test_every_adversarial_sample_gets_its_status_and_score(run):
         assert result.status == sample.status, (sample.student, result)
         if sample.status in ("graded", "flagged"):  # flagged: graded as usual, for review
             assert (result.score, result.max_score, result.failed()) == (full, full, [])
+        elif sample.status.endswith("(partial)"):  # the tests before the failure keep points
+            kept = full - sum(expected_scores()[g] for g in sample.must_fail)
+            assert (result.score, result.max_score) == (kept, full), sample.student
+            assert sorted(result.failed()) == sorted(sample.must_fail)
         else:  # nbgrader's row stays, with nothing earned
             assert (result.score, result.max_score) == (0, full)
             assert not course.autograded_path(sample.student, ASSIGNMENT).exists()
     assert results["network"].reason.startswith("flagged: ")
     assert "socket" in results["network"].reason
     assert "per-cell limit" in results["endless"].reason
+    assert "cell square ran past" in results["stuck-late"].reason
     assert f"over the {MEMORY_MB} MiB limit" in results["membomb"].reason
     if SANDBOX.active:
         assert results["diskfill"].reason == f"wrote more than {DISK_MB} MiB (disk limit)"
@@ -116,11 +121,13 @@ def test_every_adversarial_sample_gets_its_status_and_score(run):
 
 def test_limits_stop_endless_and_membomb_in_bounded_time(run):
     _, _, results, _, _ = run
-    # nbgrader interrupts at CELL_TIMEOUT, waits as long again, then drops the submission
-    assert results["endless"].seconds < NOTEBOOK_TIMEOUT
-    assert results["membomb"].seconds < NOTEBOOK_TIMEOUT / 2
+    # the cell is interrupted at CELL_TIMEOUT, the kernel given up a few seconds later; on a
+    # busy machine the wall-clock limit may stop it first, and it is graded once more
+    assert results["endless"].seconds < 2 * NOTEBOOK_TIMEOUT
+    # a memory or disk limit kills the kernel at once; nbgrader then saves what it can
+    assert results["membomb"].seconds < NOTEBOOK_TIMEOUT
     if SANDBOX.active:
-        assert results["diskfill"].seconds < NOTEBOOK_TIMEOUT / 2
+        assert results["diskfill"].seconds < NOTEBOOK_TIMEOUT
     kids = psutil.Process().children(recursive=True)
     leftovers = [p for p in kids if "ipykernel" in " ".join(p.cmdline())]
     assert not leftovers  # no kernel survives its grading

@@ -50,10 +50,12 @@ def test_progress_reads_points_running_cell_timeouts_and_stop(tmp_path):
 @pytest.mark.parametrize(
     ("status", "killed", "events", "expected"),
     [
-        (GRADED, False, [{"stopped": "cell x ran past the 4 s cell limit and ...",
-                          "kind": "timeout"}], TIMED_OUT_PARTIAL),
-        (GRADED, False, [{"stopped": "the kernel died while running cell x", "kind": "crash"}],
-         CRASHED_PARTIAL),
+        (GRADED, False, [{"test": "t", "points": 1}, {"stopped": "cell x ran past ...",
+                                                      "kind": "timeout"}], TIMED_OUT_PARTIAL),
+        (GRADED, False, [{"test": "t", "points": 0}, {"stopped": "the kernel died ...",
+                                                      "kind": "crash"}], CRASHED_PARTIAL),
+        (GRADED, False, [{"stopped": "cell x ran past ...", "kind": "timeout"}], TIMED_OUT),
+        (GRADED, False, [{"stopped": "the kernel died ...", "kind": "crash"}], CRASHED),
         (GRADED, False, [{"timeout": "x", "seconds": 4}], GRADED),
         (TIMED_OUT, True, [{"test": "t", "points": 1}, {"running": "x"}], TIMED_OUT_PARTIAL),
         (CRASHED, True, [{"test": "t", "points": 0}], CRASHED_PARTIAL),
@@ -90,7 +92,7 @@ def late(tiny_released, tmp_path_factory):
 @pytest.mark.parametrize(
     ("student", "status", "where"),
     [
-        ("endless", TIMED_OUT_PARTIAL, "cell square ran past the 4 s cell limit"),
+        ("endless", TIMED_OUT_PARTIAL, "cell square ran past the 4 s per-cell limit"),
         ("dies", CRASHED_PARTIAL, "the kernel died while running cell square"),
         ("membomb", CRASHED_PARTIAL, "MiB limit"),
         ("stubborn-when-tested", TIMED_OUT_PARTIAL, "did not stop when interrupted"),

@@ -38,7 +38,7 @@ from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, Truste
 
 INSTALL_TIMEOUT_S = 60.0
 END_TIMEOUT_S = 15.0
-PROBE_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 5.0
 #: Environment variable naming the progress file of a grading run (see :class:`ProgressLog`).
 ENV_PROGRESS = "GRADERS_PROGRESS"
 
@@ -342,11 +342,12 @@ def run_cells(
                     progress.write(timeout=label, seconds=round(time.monotonic() - start, 1))
                     if not _responsive(client):
                         kind = "timeout"
-                        stopped = (f"cell {label} ran past the {timeout:g} s cell limit and the "
-                                   "kernel did not stop when interrupted")
+                        stopped = (f"cell {label} ran past the {timeout:g} s per-cell limit and "
+                                   "the kernel did not stop when interrupted")
             if stopped:
                 session.bridge.dead = session.bridge.dead or stopped
                 progress.write(stopped=stopped, at=label, kind=kind)
+                client.shutdown_kernel = "immediate"  # no graceful goodbye from a stuck kernel
     finally:
         session.close()
     return results
