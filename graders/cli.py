@@ -58,10 +58,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     crashed / missing / refused, with the reason); exits 0 only if every submission was
     graded."""
     course = course_of(args)
-    try:
-        shard = shards.parse_shard(args.shard) if args.shard else None
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    shard = shard_from_args(args)
     settings = settings_from_args(args)
     students = [args.student] if args.student else None
     jobs = parallel.select_jobs(course, _assignments(course, args.assignment), students, shard)
@@ -196,6 +193,12 @@ def add_autograde_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard", help="only shard K of N (K/N): students split by a hash of their name"
     )
     parser.add_argument(
+        "--shard-from-env",
+        action="store_true",
+        help="take K/N from the job engine (see deploy/): " + shards.ENV_HELP
+        + "; an explicit --shard wins",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         help=f"parallel notebooks (default: one per CPU core, {WORKERS_PER_GPU} per GPU if any)",
@@ -233,6 +236,24 @@ def add_autograde_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run student code without the bubblewrap sandbox (with your rights!)",
     )
+
+
+def shard_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
+    """The shard ``(K, N)`` to grade: ``--shard K/N``, else with ``--shard-from-env`` the job
+    engine's (printed with the variables it came from), else None (everyone)."""
+    try:
+        if args.shard:
+            if getattr(args, "shard_from_env", False):
+                print(f"note: --shard {args.shard} given; the environment's shard is not used",
+                      file=sys.stderr)
+            return shards.parse_shard(args.shard)
+        if getattr(args, "shard_from_env", False):
+            found = shards.shard_from_env()
+            print(f"shard {found.k}/{found.n} (from {found.source})", flush=True)
+            return found.k, found.n
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    return None
 
 
 def settings_from_args(args: argparse.Namespace) -> parallel.Settings:
