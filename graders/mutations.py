@@ -4,7 +4,7 @@ with the ``[samples]`` settings that :mod:`graders.samples` derives sample submi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders.course import Course
@@ -23,10 +23,19 @@ class Variant:
     targets: tuple[str, ...]  # `fails` of a mutant, `covers` of an alternative
     why: str = ""
     demo: bool = False
+    #: a mutant's exact score in a target cell where it keeps some points (partial credit);
+    #: in every other target it must score 0
+    scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def last_target(self) -> str:
         return self.targets[-1]
+
+    def expected_score(self, gid: str, points: float) -> float:
+        """The score this variant must get in test cell ``gid`` worth ``points``."""
+        if self.kind == "alternative" or gid not in self.targets:
+            return points
+        return self.scores.get(gid, 0.0)
 
 
 def _variant(kind: str, entry: dict) -> Variant:
@@ -37,6 +46,9 @@ def _variant(kind: str, entry: dict) -> Variant:
     targets = tuple(entry["fails" if kind == "mutant" else "covers"])
     if not targets:
         raise ValueError(f"{kind} {entry['name']!r} names no test cells")
+    scores = {str(k): float(v) for k, v in entry.get("scores", {}).items()}
+    if scores and (kind != "mutant" or not set(scores) <= set(targets)):
+        raise ValueError(f"{kind} {entry['name']!r}: `scores` names cells it does not fail")
     return Variant(
         name=entry["name"],
         kind=kind,
@@ -44,6 +56,7 @@ def _variant(kind: str, entry: dict) -> Variant:
         targets=targets,
         why=entry.get("why", ""),
         demo=bool(entry.get("demo", False)),
+        scores=scores,
     )
 
 

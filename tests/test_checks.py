@@ -209,3 +209,129 @@ def test_check_optimizer_against_torch_catches_a_late_divergence():
 
     with pytest.raises(AssertionError, match="after step 3"):
         checks.check_optimizer_against_torch(Drifts, torch.optim.SGD, {"lr": 0.1}, steps=5)
+
+
+# ------------------------------------------------------------------------------ hints
+def test_check_close_and_rel_error_end_with_the_hint_only_on_failure():
+    assert checks.check_close("x", [1.0], [1.0], hint="never shown") is None
+    msg = _message(checks.check_close, "x", [1.0], [2.0], hint="look at the sign")
+    assert msg.endswith(". Hint: look at the sign")
+    msg = _message(checks.check_rel_error, "dW", np.ones(3), -np.ones(3), 1e-6, "transpose?")
+    assert "relative error" in msg and msg.endswith("Hint: transpose?")
+
+
+class _Momentum:
+    """NumPy SGD with momentum, optionally with one of two classic mistakes."""
+
+    def __init__(self, params, lr=0.1, momentum=0.9, mistake=""):
+        self.params, self.lr, self.mu, self.mistake, self.v = params, lr, momentum, mistake, {}
+
+    def step(self, grads):
+        for k, g in grads.items():
+            v = 0.0 if self.mistake == "forgets" else self.v.get(k, 0.0)
+            scale = 1 - self.mu if self.mistake == "dampened" else 1.0
+            self.v[k] = self.mu * v + scale * g
+            self.params[k] -= self.lr * self.v[k]
+
+
+class _Adam:
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, mistake=""):
+        self.params, self.lr, (self.b1, self.b2), self.eps = params, lr, betas, eps
+        self.mistake, self.t, self.m, self.v = mistake, 0, {}, {}
+
+    def step(self, grads):
+        self.t += 1
+        for k, g in grads.items():
+            self.m[k] = self.b1 * self.m.get(k, 0.0) + (1 - self.b1) * g
+            self.v[k] = self.b2 * self.v.get(k, 0.0) + (1 - self.b2) * g * g
+            m, v = self.m[k], self.v[k]
+            if self.mistake != "no bias correction":
+                m, v = m / (1 - self.b1**self.t), v / (1 - self.b2**self.t)
+            denom = np.sqrt(v + self.eps) if self.mistake == "eps inside" else np.sqrt(v) + self.eps
+            self.params[k] -= self.lr * m / denom
+
+
+def _with(cls, mistake):
+    return type(cls.__name__, (cls,), {"__init__": lambda self, p, **h: cls.__init__(
+        self, p, mistake=mistake, **h)})
+
+
+@pytest.mark.parametrize(("mistake", "hint"), [("dampened", "no (1 - momentum) factor"),
+                                                ("forgets", "persist between steps")])
+def test_optimizer_check_names_a_known_sgd_mistake(mistake, hint):
+    checks.check_optimizer_against_torch(_Momentum, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9})
+    msg = _message(checks.check_optimizer_against_torch, _with(_Momentum, mistake),
+                   torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}, steps=3)
+    assert "Hint: " in msg and hint in msg
+
+
+@pytest.mark.parametrize(("mistake", "hint"), [("no bias correction", "bias correction is missing"),
+                                                ("eps inside", "eps goes outside")])
+def test_optimizer_check_names_a_known_adam_mistake(mistake, hint):
+    checks.check_optimizer_against_torch(_Adam, torch.optim.Adam, {"lr": 0.01})
+    msg = _message(checks.check_optimizer_against_torch, _with(_Adam, mistake),
+                   torch.optim.Adam, {"lr": 0.01}, steps=3)
+    assert "Hint: " in msg and hint in msg
+
+
+def test_optimizer_check_gives_no_hint_for_an_unknown_mistake():
+    class Doubled(_NumpySGD):
+        def __init__(self, params, lr=0.1, momentum=0.9):
+            super().__init__(params, lr, scale=2.0)
+
+    msg = _message(checks.check_optimizer_against_torch, Doubled, torch.optim.SGD,
+                   {"lr": 0.1, "momentum": 0.9})
+    assert "Hint" not in msg
+
+
+# ------------------------------------------------------------------------------ require
+def test_require_names_the_task_that_defines_a_missing_name():
+    namespace = {"checks": checks, "present": 1}
+    exec("checks.require('present', made_by='Task 1')", namespace)
+    with pytest.raises(NameError, match="mlp_params is not defined: it comes from Task 4") as err:
+        exec("checks.require('present', 'mlp_params', made_by='Task 4')", namespace)
+    assert err.value.name == "mlp_params"
+
+
+# ------------------------------------------------------------------------------ Points
+def test_points_award_each_part_that_holds(capsys):
+    points = checks.Points(3)
+    with points.part(1, "first"):
+        pass
+    with points.part(2, "second"):
+        raise AssertionError("dW: wrong")
+    assert points.total() == 1.0
+    out = capsys.readouterr().out
+    assert "[1 point] first: passed" in out
+    assert "[2 points] second: FAILED: AssertionError: dW: wrong" in out
+    assert "1 of 3 points" in out
+
+
+def test_points_report_a_student_error_by_its_own_type(capsys):
+    class StudentError(Exception):
+        type_name = "NotImplementedError"
+
+    points = checks.Points(1)
+    with points.part(1, "stub"):
+        raise StudentError("")
+    assert points.total() == 0.0
+    assert "FAILED: NotImplementedError" in capsys.readouterr().out
+
+
+def test_a_part_checked_when_grading_is_announced_at_home(capsys, monkeypatch):
+    from dlworkshop import testing
+
+    monkeypatch.setattr(testing, "_kernel", None)
+    points = checks.Points(2)
+    with points.part(1, "validation"):
+        pass
+    with points.part(1, "test accuracy", when_graded=True):
+        pass
+    assert points.total() == 2.0
+    out = capsys.readouterr().out
+    assert "test accuracy: checked when grading" in out and "1 of them decided when grading" in out
+    monkeypatch.setattr(testing, "_kernel", object())  # a grader runs it: an ordinary part
+    points = checks.Points(1)
+    with points.part(1, "test accuracy", when_graded=True):
+        raise AssertionError("0.5 < 0.9")
+    assert points.total() == 0.0

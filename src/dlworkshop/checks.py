@@ -7,16 +7,22 @@ same helpers so that a hidden failure reads as clearly as a visible one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dlworkshop.gradcheck import rel_error
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _as_numpy(value: object) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch is loaded; never import it
+    if torch is not None and isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
@@ -29,7 +35,7 @@ def check_type(name: str, value: object, expected: type | tuple[type, ...]) -> N
             if isinstance(expected, tuple)
             else expected.__name__
         )
-        raise AssertionError(f"{name}: expected a {wanted}, got {type(value).__name__}")
+        raise AssertionError(f"{name}: expected a {wanted}, got {value.__class__.__name__}")
 
 
 def check_shape(name: str, value: object, expected: Sequence[int]) -> None:
@@ -55,34 +61,45 @@ def check_finite(name: str, value: object) -> None:
         )
 
 
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message}. Hint: {hint}" if hint else message
+
+
 def check_close(
-    name: str, actual: object, expected: object, rtol: float = 1e-5, atol: float = 1e-7
+    name: str,
+    actual: object,
+    expected: object,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+    hint: str = "",
 ) -> None:
-    """``actual`` matches ``expected`` elementwise within ``rtol``/``atol`` (and in shape)."""
+    """``actual`` matches ``expected`` elementwise within ``rtol``/``atol`` (and in shape);
+    ``hint`` (what usually causes a difference) ends the message when they differ."""
     a, e = _as_numpy(actual), _as_numpy(expected)
     check_shape(name, a, e.shape)
     check_finite(name, a)
     if not np.allclose(a, e, rtol=rtol, atol=atol):
         diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
         idx = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.ndim else ()
-        raise AssertionError(
+        raise AssertionError(_with_hint(
             f"{name}: values differ from the expected ones; largest difference "
             f"{float(diff.max()):.3g} at index {tuple(int(i) for i in idx)} "
-            f"(got {float(a[idx]):.6g}, expected {float(e[idx]):.6g})"
-        )
+            f"(got {float(a[idx]):.6g}, expected {float(e[idx]):.6g})", hint))
 
 
-def check_rel_error(name: str, actual: object, expected: object, max_error: float) -> float:
-    """Relative error (:func:`dlworkshop.gradcheck.rel_error`) at most ``max_error``; returns it."""
+def check_rel_error(
+    name: str, actual: object, expected: object, max_error: float, hint: str = ""
+) -> float:
+    """Relative error (:func:`dlworkshop.gradcheck.rel_error`) at most ``max_error``; returns it.
+    ``hint`` (what usually causes such an error) ends the message when it is too large."""
     a, e = _as_numpy(actual), _as_numpy(expected)
     check_shape(name, a, e.shape)
     check_finite(name, a)
     err = rel_error(a, e)
     if not err <= max_error:
-        raise AssertionError(
+        raise AssertionError(_with_hint(
             f"{name}: relative error {err:.2e} against the reference gradient, "
-            f"must be at most {max_error:g}"
-        )
+            f"must be at most {max_error:g}", hint))
     return err
 
 
@@ -115,26 +132,169 @@ def check_optimizer_against_torch(
     ``step(grads)`` is called; ``torch_cls(tensors, **hyper)`` is the reference. Both see the same
     random gradients for ``steps`` steps; parameters must agree to 1e-10 after every step.
     """
+    import torch
+
     from dlworkshop import testing
 
     label = f"{mine_cls.__name__}({', '.join(f'{k}={v}' for k, v in hyper.items())})"
     rng = np.random.default_rng(seed)
     initial = {"W": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
+    start = {k: v.copy() for k, v in initial.items()}  # `initial` may be updated in place
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in initial.items()}
     params = testing.place(initial)  # where the optimizer runs, so that in-place updates show
     mine, ref = mine_cls(params, **hyper), torch_cls(list(tparams.values()), **hyper)
+    history = []
     for step in range(1, steps + 1):
         grads = {k: rng.normal(size=v.shape) for k, v in initial.items()}
+        history.append(grads)
         for k, t in tparams.items():
             t.grad = torch.tensor(grads[k])
         mine.step(grads)
         ref.step()
         current = testing.fetch(params)
         for k in initial:
-            check_close(
-                f"{label}: params[{k!r}] after step {step}",
-                current[k],
-                tparams[k].detach().numpy(),
-                rtol=1e-10,
-                atol=1e-12,
-            )
+            name, want = f"{label}: params[{k!r}] after step {step}", tparams[k].detach().numpy()
+            try:
+                check_close(name, current[k], want, rtol=1e-10, atol=1e-12)
+            except AssertionError:
+                hint = _optimizer_hint(torch_cls.__name__, hyper, start, history, current)
+                check_close(name, current[k], want, rtol=1e-10, atol=1e-12, hint=hint)
+
+
+def _optimizer_mistakes(kind: str, hyper: dict) -> dict[str, object]:
+    """Known wrong versions of torch's SGD (momentum) and Adam, as ``update(p, g, state, t)``
+    functions, each with the hint it deserves."""
+    lr = hyper.get("lr", 1e-3)
+    if kind == "SGD":
+        mu = hyper.get("momentum", 0.0)
+
+        def dampened(p, g, s, t):
+            s["v"] = mu * s.get("v", 0.0) + (1 - mu) * g
+            return p - lr * s["v"]
+
+        def forgets(p, g, s, t):
+            return p - lr * g
+
+        return {
+            "torch's momentum adds the whole gradient: v <- momentum * v + g (no (1 - momentum) "
+            "factor), then p <- p - lr * v": dampened,
+            "the velocity must persist between steps (keep it on the optimizer, one array per "
+            "parameter, starting at zero); here every step looks like plain SGD": forgets,
+        } if mu else {}
+    if kind == "Adam":
+        b1, b2 = hyper.get("betas", (0.9, 0.999))
+        eps = hyper.get("eps", 1e-8)
+
+        def adam(correct_m: bool, correct_v: bool, eps_inside: bool):
+            def update(p, g, s, t):
+                s["m"] = b1 * s.get("m", 0.0) + (1 - b1) * g
+                s["v"] = b2 * s.get("v", 0.0) + (1 - b2) * g * g
+                m = s["m"] / (1 - b1**t) if correct_m else s["m"]
+                v = s["v"] / (1 - b2**t) if correct_v else s["v"]
+                denom = np.sqrt(v + eps) if eps_inside else np.sqrt(v) + eps
+                return p - lr * m / denom
+            return update
+
+        return {
+            "bias correction is missing: divide m by (1 - beta1**t) and v by (1 - beta2**t), "
+            "with t the step number starting at 1": adam(False, False, False),
+            "the bias correction of v is missing: v_hat = v / (1 - beta2**t)":
+                adam(True, False, False),
+            "the bias correction of m is missing: m_hat = m / (1 - beta1**t)":
+                adam(False, True, False),
+            "eps goes outside the square root: p <- p - lr * m_hat / (sqrt(v_hat) + eps)":
+                adam(True, True, True),
+        }
+    return {}
+
+
+def _optimizer_hint(
+    kind: str, hyper: dict, initial: dict, history: list[dict], current: dict
+) -> str:
+    """The hint of the known mistake (see :func:`_optimizer_mistakes`) whose updates give
+    exactly ``current`` after the gradients of ``history``, or ``""``."""
+    for hint, update in _optimizer_mistakes(kind, hyper).items():
+        ok = True
+        for k, p in initial.items():
+            state: dict = {}
+            for t, grads in enumerate(history, start=1):
+                p = update(p, grads[k], state, t)
+            mine = np.asarray(current[k], dtype=np.float64)
+            ok = ok and mine.shape == p.shape and np.allclose(mine, p, rtol=1e-8, atol=1e-10)
+        if ok:
+            return hint
+    return ""
+
+
+def require(*names: str, made_by: str) -> None:
+    """Each of ``names`` is defined where the calling test cell runs, else a ``NameError``
+    saying which task's cell defines it: a test whose input is missing because an earlier
+    cell failed says what to fix first (the grader adds which cell that is and how it ended)."""
+    namespace = sys._getframe(1).f_globals
+    for name in names:
+        try:
+            namespace[name]
+        except KeyError:
+            raise NameError(
+                f"{name} is not defined: it comes from {made_by}. Run that cell and fix the "
+                "error it shows, then run this test again", name=name
+            ) from None
+
+
+class Points:
+    """Partial credit inside one test cell: each check earns its own points.
+
+    ``total`` is the cell's points. Wrap each group of checks in ``with points.part(n, "what"):``;
+    a part whose checks raise (a failed assertion, or an error in the code under test) earns
+    nothing and the cell goes on. End the cell with ``points.total()``: it prints which parts
+    passed (and why the others failed) and returns the points earned, which nbgrader takes as
+    the cell's score because it is the cell's last value.
+    """
+
+    def __init__(self, total: float) -> None:
+        self.max = float(total)
+        self.parts: list[tuple[str, float, str]] = []  # (what, points, failure message or "")
+
+    @contextlib.contextmanager
+    def part(self, points: float, what: str, when_graded: bool = False) -> Iterator[None]:
+        """A group of checks worth ``points``. ``when_graded``: the part's checks are hidden
+        tests, so where no grader runs (your own Jupyter) it is only announced, and counted as
+        earned, with a note that it is checked when grading."""
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 (any failure of this part costs its points)
+            kind = getattr(err, "type_name", type(err).__name__)  # the student's own error type
+            message = f"{kind}: {err}".strip().rstrip(":")
+            self.parts.append((what, float(points), message))
+        else:
+            pending = when_graded and not _grading()
+            self.parts.append((what, float(points), _PENDING if pending else ""))
+
+    def earned(self) -> float:
+        """Points of the parts that passed (or wait for grading), at most the cell's total."""
+        return min(self.max, sum(p for _, p, failure in self.parts
+                                 if not failure or failure == _PENDING))
+
+    def total(self) -> float:
+        """Print each part's result and return the points earned (the cell's score)."""
+        pending = 0.0
+        for what, points, failure in self.parts:
+            if failure == _PENDING:
+                mark, pending = "checked when grading (hidden test)", pending + points
+            else:
+                mark = "passed" if not failure else f"FAILED: {failure}"
+            print(f"[{points:g} point{'s' if points != 1 else ''}] {what}: {mark}")
+        earned = self.earned()
+        note = f" ({pending:g} of them decided when grading)" if pending else ""
+        print(f"{earned:g} of {self.max:g} points{note}")
+        return earned
+
+
+_PENDING = "\0pending"
+
+
+def _grading() -> bool:
+    """Whether a grader runs this test (its checks then include the hidden ones)."""
+    from dlworkshop import testing
+
+    return getattr(testing, "_kernel", None) is not None
