@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Both create .venv and install the course into it when needed (and do nothing extra when it is
-# already up to date: the stamp file is newer than pyproject.toml).
+# already up to date: the stamp file is newer than pyproject.toml). They install the instructor's
+# extras too (`.[grading,dev]`); a student needs only the base install (`pip install .`).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the course and its dependencies into $(VENV) (first time: a few minutes)"
-	@$(PY) -m pip install --quiet -e '.[dev]' > $(VENV)/pip-install.log 2>&1 \
+	@$(PY) -m pip install --quiet -e '.[grading,dev]' > $(VENV)/pip-install.log 2>&1 \
 		|| { cat $(VENV)/pip-install.log; exit 1; }
 	$(PY) -c "import dlworkshop, nbgrader, torch, torchvision, mlxtend"
 	@touch $(STAMP)
