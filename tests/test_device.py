@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -111,7 +112,81 @@ def test_set_num_threads_env_vars(restore_threads, monkeypatch):
     assert device.set_num_threads(1) == 1, "an explicit argument beats the variables"
 
 
-def test_set_num_threads_default_keeps_current(restore_threads):
+def test_set_num_threads_automatic_choice(restore_threads, monkeypatch, capsys):
+    monkeypatch.setattr(device, "auto_threads", lambda: 1)
     torch.set_num_threads(2)
-    assert device.set_num_threads() == 2
-    assert torch.get_num_threads() == 2
+    assert device.set_num_threads() == 1
+    assert torch.get_num_threads() == 1
+    out = capsys.readouterr().out
+    assert out.startswith("threads: 1 (automatic for ") and "DLWORKSHOP_THREADS" in out
+
+
+def test_set_num_threads_says_what_it_chose(restore_threads, monkeypatch, capsys):
+    device.set_num_threads(2)
+    assert capsys.readouterr().out == "threads: 2 (set_num_threads argument)\n"
+    monkeypatch.setenv(device.THREADS_ENV, "1")
+    device.set_num_threads()
+    assert capsys.readouterr().out == "threads: 1 ($DLWORKSHOP_THREADS)\n"
+    device.set_num_threads(verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_set_num_threads_rejects_a_bad_variable(restore_threads, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "four")
+    with pytest.raises(ValueError, match=r"\$OMP_NUM_THREADS must be a whole number.*'four'"):
+        device.set_num_threads()
+    monkeypatch.setenv(device.THREADS_ENV, " ")  # blank: the next variable decides
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert device.set_num_threads() == 1
+
+
+def test_set_num_threads_caps_numpy_blas(restore_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("no BLAS library that threadpoolctl knows is loaded")
+    before = {i["filepath"]: i["num_threads"] for i in blas}
+    try:
+        device.set_num_threads(1)
+        after = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                 if i["user_api"] == "blas"]
+        assert after and all(n == 1 for n in after)
+    finally:
+        for path, n in before.items():
+            threadpoolctl.threadpool_limits(limits={path: n})
+
+
+@pytest.mark.parametrize(
+    ("cpus", "load", "expected"),
+    [
+        (1, 0.0, 1),     # one CPU
+        (2, 0.0, 1),     # a 2-core machine or Colab's 2 vCPUs: one thread (README, "Threads")
+        (2, 3.5, 1),     # busy: still at least one
+        (4, 0.0, 2),     # half the CPUs
+        (16, 0.2, 4),    # at most MAX_AUTO_THREADS
+        (16, 13.5, 2),   # no more than the idle CPUs
+        (64, 70.0, 1),   # an overloaded shared node
+    ],
+)
+def test_auto_threads(cpus, load, expected):
+    assert device.auto_threads(cpus, load) == expected
+
+
+def test_usable_cpus_reads_a_cgroup_quota(tmp_path, monkeypatch):
+    cpus = device.usable_cpus()
+    assert 1 <= cpus <= (os.cpu_count() or 1)
+    monkeypatch.setattr(device, "CGROUP_V1_CPU", str(tmp_path / "absent"))
+    monkeypatch.setattr(device, "CGROUP_V2_CPU_MAX", str(tmp_path / "cpu.max"))
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: one
+    assert device.usable_cpus() == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert device.usable_cpus() == len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert device._quota_v2(str(tmp_path / "cpu.max")) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert device._quota_v2(str(tmp_path / "cpu.max")) is None
+    (tmp_path / "cpu.cfs_quota_us").write_text("200000\n")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+    assert device._quota_v1(str(tmp_path)) == 2.0
+    (tmp_path / "cpu.cfs_quota_us").write_text("-1\n")
+    assert device._quota_v1(str(tmp_path)) is None
