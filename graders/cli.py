@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from graders import parallel, shards
+from graders import release as release_links
 from graders.course import REPO_ROOT, Course, NbgraderError
 from graders.gradebook import NoGradebook
 from graders.parallel import DISK_MB, MAX_PROCESSES, NOTEBOOK_TIMEOUT_CELLS, WORKERS_PER_GPU
@@ -48,6 +49,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
             out = zip_release(course, assignment)
             print(f"student zip of {assignment}: {out.relative_to(course.root)}")
+    shipped = [(a, course.release_path(a).relative_to(course.root).as_posix())
+               for a in course.assignments() if course.release_path(a).is_file()]
+    for line in release_links.publish_links(course.root, shipped):
+        print(line)
     return 0
 
 

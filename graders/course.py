@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from graders import gradebook, notebooks
+from graders import gradebook, notebooks, release
 from graders import settings as settings_mod
 from graders.gradebook import CellGrade, SubmissionGrade
 from graders.settings import REPO_ROOT, CourseSettings
@@ -213,8 +213,10 @@ class Course:
         return proc
 
     def generate_release(self, assignment: str) -> Path:
-        """``nbgrader generate_assignment``: writes ``release/<a>``, records it in the gradebook."""
+        """``nbgrader generate_assignment``: writes ``release/<a>``, records it in the gradebook;
+        then the notebook gets the metadata JupyterLab writes (:mod:`graders.release`)."""
         self.nbgrader("generate_assignment", assignment, "--force")
+        release.clean_metadata(self.release_path(assignment))
         return self.release_path(assignment)
 
     def submit(self, student: str, assignment: str, nb: NotebookNode | bytes) -> Path:
