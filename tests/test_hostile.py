@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 
 import nbformat
@@ -48,6 +49,7 @@ TESTS = {
                  'checks.check_close("norm of zeros", norm(np.zeros(4)), 0.0)\n'
                  'checks.check_close("norm", norm(np.ones(9)), 3.0)\n### END HIDDEN TESTS',
 }
+SCRIPT = "document.title='pwned-by-a-student'"
 TEST_OF = {"add": "test_add", "scale": "test_scale", "norm": "test_norm"}
 KINDS = {"stub": tuple(SOLUTIONS), "wrong": (), "ref": ()}
 
@@ -111,6 +113,13 @@ def graded(tmp_path_factory):
             if trick.kind != "readback" or kind == "ref":
                 course.submit(_student(trick.name, kind), A,
                               hostile.with_trick(_submission(course, kind), trick))
+    scripted = _submission(course, "ref")  # outputs saved in the submitted file: shown back
+    scripted.cells.append(new_code_cell("print('hi')", outputs=[
+        nbformat.v4.new_output("display_data", data={
+            "text/html": f"<b>hi</b><script>{SCRIPT}</script>", "text/plain": "hi"}),
+        nbformat.v4.new_output("display_data", data={"application/javascript": SCRIPT}),
+    ]))
+    course.submit("script-output--ref", A, scripted)
     settings = parallel.Settings(workers=2, progress=False, cell_timeout=30)
     results = parallel.autograde(course, parallel.select_jobs(course, [A]), settings)
     grades = {s: {g: c.score for g, c in sub.cells.items()}
@@ -159,6 +168,15 @@ def test_reading_back_finds_no_hidden_test(graded, trick):
         assert f"trick {trick.name} ran" in out
         for secret in _encodings(SECRET) + ["BEGIN HIDDEN", "add(-4, 4)", "norm of zeros"]:
             assert secret not in out, f"{student} printed {secret!r}"
+
+
+def test_feedback_runs_no_script_of_the_student(graded):
+    course, grades, _, _ = graded
+    page = course.root / "feedback" / "script-output--ref" / A / f"{A}.html"
+    html = page.read_text()
+    assert "<b>hi</b>" in html  # the student's own output is shown ...
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", html, re.S | re.I)
+    assert not [s for s in scripts if "pwned-by-a-student" in s]  # ... without its script
 
 
 def test_no_hidden_test_in_any_autograded_output_or_feedback(graded):
