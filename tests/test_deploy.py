@@ -78,6 +78,7 @@ def test_every_job_mounts_the_course_and_reads_the_url_from_the_secret(name):
     assert (ref["name"], ref["key"]) == (SECRET, SECRET_KEY)
     script = _script(container)
     assert container["command"][:2] == ["sh", "-c"]
+    assert "$(" not in script  # Kubernetes itself would expand $(NAME) before the shell runs
     assert 'unset GRADERS_DB_URL' in script  # student kernels inherit the environment
     assert '--root "$COURSE_ROOT" --db-url "$db_url"' in script
 
