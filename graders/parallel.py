@@ -546,13 +546,19 @@ def _finish(ctx: _Context, job: Job, future, keep_scratch: bool) -> SubmissionGr
 
 
 # ----------------------------------------------------------------------------------- report
+def _lost(grade: SubmissionGrade, gid: str) -> str:
+    """A test cell that lost points: its name, and what it earned when that was partial."""
+    cell = grade.cells[gid]
+    return f"{gid} ({cell.score:g}/{cell.max_score:g})" if cell.score > 0 else gid
+
+
 def format_table(results: Sequence[SubmissionGrade], note: str) -> str:
-    """One line per submission (student, assignment, status, score, failed test cells, reason)
-    under a header that says whether kernels were sandboxed."""
+    """One line per submission (student, assignment, status, score, failed test cells with
+    their partial credit, reason) under a header that says whether kernels were sandboxed."""
     rows = [("student", "assignment", "status", "score", "failed test cells", "reason")]
     for r in sorted(results, key=lambda r: (r.assignment, r.student)):
         score = f"{r.score:g} / {r.max_score:g}" if r.in_gradebook else "-"
-        failed = r.failed()
+        failed = [_lost(r, gid) for gid in r.failed()]
         failed_text = ", ".join(failed) if len(failed) <= 4 else f"{len(failed)} cells"
         rows.append((r.student, r.assignment, r.status, score, failed_text or "-", r.reason or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]

@@ -112,7 +112,8 @@ def test_precheck_says_missing_or_refused_with_a_reason(tmp_path):
 # ------------------------------------------------------------------------ the table (unit)
 def test_table_names_each_submission_and_the_sandbox_state():
     bob = SubmissionGrade("a", "bob", GRADED)
-    bob.cells = {"test_add": CellGrade("test_add", 4, 4), "test_mul": CellGrade("test_mul", 0, 2)}
+    bob.cells = {"test_add": CellGrade("test_add", 4, 4), "test_mul": CellGrade("test_mul", 0, 2),
+                 "test_sq": CellGrade("test_sq", 1.5, 3)}
     results = [
         bob,
         SubmissionGrade("a", "amy", TIMED_OUT, "ran past the 9 s notebook limit: killed",
@@ -123,7 +124,7 @@ def test_table_names_each_submission_and_the_sandbox_state():
     lines = table.splitlines()
     assert lines[0] == "# UNSANDBOXED: because"
     assert lines[2].split()[:3] == ["amy", "a", "timed"] and lines[2].endswith("killed")
-    assert "4 / 6" in lines[3] and "test_mul" in lines[3]
+    assert "5.5 / 9" in lines[3] and "test_mul, test_sq (1.5/3)" in lines[3]  # partial credit
     assert lines[2].split()[4] == "-"  # no gradebook row: no score ("timed out" is 2 words)
     assert lines[4].split()[2] == "flagged" and lines[4].endswith("at cell add line 1")
     assert lines[-1] == "# 1 graded, 1 flagged, 1 timed out"
