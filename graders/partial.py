@@ -87,7 +87,7 @@ def worth_again(status: str, killed: bool, progress: Progress) -> bool:
     while the machine was busy and stopped when interrupted (an honest cell made slow by the
     load; a kernel that ignores the interrupt is the submission's doing). Load must not change
     a grade."""
-    if status == CRASHED and not killed and not progress.stopped:
+    if status in (CRASHED, CRASHED_PARTIAL) and not killed and not progress.stopped_by_time:
         return True
     slow = bool(progress.timeouts) and not progress.stopped_by_time
     return slow and status in (GRADED, TIMED_OUT, TIMED_OUT_PARTIAL) and machine_busy()

@@ -103,13 +103,18 @@ def test_wall_clock_limit_kills_the_whole_tree_even_a_kernel_in_its_own_session(
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
 
 
-def test_memory_limit_kills_a_hog_among_the_descendants(tmp_path):
+def test_memory_limit_kills_a_hog_among_the_descendants(tmp_path, monkeypatch):
+    """The hog (a descendant, like a kernel) goes at once; the grading process (here the
+    spawner, which never ends by itself) gets the grace to save what was earned, then goes."""
+    monkeypatch.setattr(runner, "KERNEL_KILL_GRACE_S", 3.0)
     hog = "h = []\nwhile True:\n    h.append(b'x' * (16 << 20))"
     cmd = _script(tmp_path, _SPAWNER.format(child=hog))
     run = runner.run_limited(cmd, tmp_path, dict(os.environ), _limits(memory_mb=300),
                              tmp_path / "log")
     assert run.killed[0] == CRASHED and "over the 300 MiB limit" in run.killed[1]
-    assert run.seconds < 30
+    assert 3.0 <= run.seconds < 20  # the grace was given, and the spawner killed after it
+    child = int(run.log.split()[0])
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
 
 
 def test_memory_of_the_grading_process_itself_counts(tmp_path):
