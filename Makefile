@@ -15,7 +15,7 @@ export OPENBLAS_NUM_THREADS ?= $(THREADS)
 export MKL_NUM_THREADS ?= $(THREADS)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint release calibrate bench clean system-deps check-system-deps bench-graders
+.PHONY: setup demo test lint release calibrate bench clean system-deps check-system-deps bench-graders bench-class
 
 setup: $(STAMP)
 
@@ -61,6 +61,11 @@ bench: setup
 # submissions per minute: plain serial nbgrader vs `graders autograde` with 1, 2, N workers
 bench-graders: setup
 	$(PY) scripts/bench_graders.py
+
+# a whole synthetic class graded as an instructor would: 200 students x every assignment (hours
+# on 2 cores: make bench-class ARGS="--students 4"); appends to docs/benchmarks/class.md
+bench-class: setup
+	$(PY) scripts/bench_class.py $(ARGS)
 
 clean:
 	rm -rf autograded/* submitted/* feedback/* gradebook.db reports .pytest_cache
