@@ -41,6 +41,19 @@ def _legend(ax: Axes) -> list[str]:
     return [t.get_text() for t in legend.get_texts()] if legend else []
 
 
+def _figure_legend(fig: Figure) -> list[str]:
+    """The one legend plot_history draws for both panels (on the figure, outside the axes)."""
+    assert len(fig.legends) == 1
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _outside_axes(fig: Figure) -> bool:
+    """The figure's legend overlaps no axes (it sits beside the curves, not on them)."""
+    fig.canvas.draw()
+    box = fig.legends[0].get_window_extent()
+    return not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes)
+
+
 # ------------------------------------------------------------------------------ plot_history
 
 
@@ -51,14 +64,24 @@ def test_plot_history_one_run():
     ax_loss, ax_acc = fig.axes
     assert fig._suptitle.get_text() == "my run"
     assert ax_loss.get_title() == "loss" and ax_acc.get_title() == "accuracy"
+    assert ax_loss.get_xlabel() == ax_acc.get_xlabel() == "epoch"
+    assert ax_loss.get_ylabel() == "loss" and ax_acc.get_ylabel() == "accuracy"
     assert len(ax_loss.lines) == 2 and len(ax_acc.lines) == 2
-    assert _legend(ax_loss) == ["train", "val"] and _legend(ax_acc) == ["train", "val"]
+    # one legend for both panels, outside the curves; none on the axes
+    assert _figure_legend(fig) == ["train", "val"] and _outside_axes(fig)
+    assert _legend(ax_loss) == [] and _legend(ax_acc) == []
     for line, series in zip(ax_loss.lines, (h.train_loss, h.val_loss), strict=True):
         assert np.array_equal(line.get_xdata(), [1, 2, 3])  # epochs count from 1
         assert np.allclose(line.get_ydata(), series)
     for line, series in zip(ax_acc.lines, (h.train_acc, h.val_acc), strict=True):
         assert np.allclose(line.get_ydata(), series)
-    assert ax_loss.lines[0].get_linestyle() == "-" and ax_loss.lines[1].get_linestyle() == "--"
+    for ax in (ax_loss, ax_acc):
+        assert ax.lines[0].get_linestyle() == "-" and ax.lines[1].get_linestyle() == "--"
+    # a split has one colour in both panels, and train and val differ
+    train_color, val_color = ax_loss.lines[0].get_color(), ax_loss.lines[1].get_color()
+    assert not same_color(train_color, val_color)
+    assert same_color(ax_acc.lines[0].get_color(), train_color)
+    assert same_color(ax_acc.lines[1].get_color(), val_color)
 
 
 def test_plot_history_two_runs():
@@ -66,21 +89,43 @@ def test_plot_history_two_runs():
     fig = plot.plot_history(runs)
     ax_loss, ax_acc = fig.axes
     assert len(ax_loss.lines) == 4 and len(ax_acc.lines) == 4
-    assert _legend(ax_loss) == ["NumPy train", "NumPy val", "PyTorch train", "PyTorch val"]
+    assert _figure_legend(fig) == ["NumPy train", "NumPy val", "PyTorch train", "PyTorch val"]
+    assert _outside_axes(fig)
     assert np.allclose(ax_loss.lines[2].get_ydata(), runs["PyTorch"].train_loss)
     assert len(ax_loss.lines[2].get_xdata()) == 4
+    # one colour per run (train solid, val dashed), the same in both panels
+    for ax in (ax_loss, ax_acc):
+        numpy_train, numpy_val, torch_train, torch_val = ax.lines
+        assert same_color(numpy_train.get_color(), numpy_val.get_color())
+        assert same_color(torch_train.get_color(), torch_val.get_color())
+        assert not same_color(numpy_train.get_color(), torch_train.get_color())
+        assert same_color(numpy_train.get_color(), ax_loss.lines[0].get_color())
+        assert [ln.get_linestyle() for ln in ax.lines] == ["-", "--", "-", "--"]
+
+
+def test_plot_history_runs_with_different_series_share_the_legend_and_colours():
+    """A NumPy history without train_acc next to a torch History: one entry per series, each
+    run in its colour in both panels."""
+    numpy_hist = {"train_loss": [0.9, 0.5], "val_loss": [1.0, 0.6], "val_acc": [0.7, 0.8]}
+    fig = plot.plot_history({"NumPy": numpy_hist, "PyTorch": _history(epochs=2)})
+    ax_loss, ax_acc = fig.axes
+    assert _figure_legend(fig) == ["NumPy train", "NumPy val", "PyTorch train", "PyTorch val"]
+    assert len(ax_acc.lines) == 3
+    assert same_color(ax_acc.lines[0].get_color(), ax_loss.lines[1].get_color())  # NumPy val
+    assert ax_acc.lines[0].get_linestyle() == "--"
 
 
 def test_plot_history_dict_with_missing_series():
     fig = plot.plot_history({"train_loss": [0.9, 0.5], "val_acc": [0.6, 0.8]})
     ax_loss, ax_acc = fig.axes
     assert len(ax_loss.lines) == 1 and len(ax_acc.lines) == 1
-    assert _legend(ax_loss) == ["train"] and _legend(ax_acc) == ["val"]
+    assert _figure_legend(fig) == ["train", "val"]
     assert np.allclose(ax_acc.lines[0].get_ydata(), [0.6, 0.8])
+    assert not same_color(ax_acc.lines[0].get_color(), ax_loss.lines[0].get_color())
 
     fig = plot.plot_history({"train_loss": [0.9, 0.5]})
     ax_loss, ax_acc = fig.axes
-    assert len(ax_acc.lines) == 0 and ax_acc.get_legend() is None
+    assert len(ax_acc.lines) == 0 and _figure_legend(fig) == ["train"]
 
 
 def test_plot_history_accepts_numpy_arrays():

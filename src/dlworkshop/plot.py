@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_history(
@@ -17,29 +18,39 @@ def plot_history(
 
     A history is anything with ``train_loss``/``val_loss``/``train_acc``/``val_acc`` sequences
     (a :class:`dlworkshop.train.History`) or a dict with those keys; missing series are skipped.
+    Training curves are solid and validation curves dashed. One run: one colour per split (train
+    blue, val orange), the same in both panels; several runs: one colour per run. The two panels
+    share one legend, outside the curves, on the right.
     """
     if not isinstance(histories, Mapping) or "train_loss" in histories:
         histories = {"": histories}
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for label, hist in histories.items():
-        for key, ax, style in (
-            ("train_loss", ax_loss, "-"),
-            ("val_loss", ax_loss, "--"),
-            ("train_acc", ax_acc, "-"),
-            ("val_acc", ax_acc, "--"),
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    one_run = len(histories) == 1
+    handles: dict[str, object] = {}  # legend label -> line, in the order first drawn
+    for run, (label, hist) in enumerate(histories.items()):
+        for key, ax in (
+            ("train_loss", ax_loss),
+            ("val_loss", ax_loss),
+            ("train_acc", ax_acc),
+            ("val_acc", ax_acc),
         ):
             series = hist.get(key) if isinstance(hist, Mapping) else getattr(hist, key, None)
-            if series is not None and len(series) > 0:
-                name = f"{label} {key.split('_')[0]}".strip()
-                ax.plot(np.arange(1, len(series) + 1), series, style, label=name)
+            if series is None or len(series) == 0:
+                continue
+            split = key.split("_")[0]
+            color = f"C{(0 if split == 'train' else 1) if one_run else run % 10}"
+            name = f"{label} {split}".strip()
+            (line,) = ax.plot(np.arange(1, len(series) + 1), series,
+                              "-" if split == "train" else "--", color=color, label=name)
+            handles.setdefault(name, line)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -154,5 +165,20 @@ def plot_filters(weight, ncols: int = 8, title: str = "first-layer filters") -> 
 
 
 def plot_feature_maps(maps, ncols: int = 8, title: str = "feature maps") -> Figure:
-    """The channels of one image's activation ``(C, H, W)``, one numbered panel each."""
-    return _panels(_to_numpy(maps), ncols, title, True, cmap="viridis")
+    """The channels of one image's activation ``(C, H, W)``, one numbered panel each, all on one
+    colour scale with a colourbar, so that panels compare at a glance: a symmetric red-blue
+    scale when the maps have both signs (red: positive, white: zero), else viridis from the
+    smallest to the largest value."""
+    maps = _to_numpy(maps)
+    low, high = (float(maps.min()), float(maps.max())) if maps.size else (0.0, 1.0)
+    if low < 0 < high:
+        limit = max(-low, high)
+        scale = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}
+    else:
+        scale = {"cmap": "viridis", "vmin": low, "vmax": high if high > low else low + 1.0}
+    fig = _panels(maps, ncols, title, True, **scale)
+    fig.subplots_adjust(right=0.9)
+    colorbar_axes = fig.add_axes((0.92, 0.15, 0.015, 0.7), label="colorbar")
+    fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(scale["vmin"], scale["vmax"]),
+                                       scale["cmap"]), cax=colorbar_axes)
+    return fig
