@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -80,9 +81,32 @@ def test_plot_filters_one_symmetric_panel_per_filter():
     plt.close(fig)
 
 
+def _colorbars(fig):
+    return [ax for ax in fig.axes if ax.get_label() == "colorbar"]
+
+
 def test_plot_feature_maps_numbers_each_channel():
-    fig = plot.plot_feature_maps(torch.rand(5, 7, 7), ncols=3)
+    maps = torch.rand(5, 7, 7) + 0.5
+    fig = plot.plot_feature_maps(maps, ncols=3)
     panels = _image_axes(fig)
     assert [ax.get_title() for ax in panels] == ["0", "1", "2", "3", "4"]
-    assert len(fig.axes) == 6  # two rows of three, the last one empty
+    assert len(fig.axes) == 7  # two rows of three, the last one empty, and the colourbar
+    # one colour scale for every panel, from the smallest to the largest value, with its bar
+    for ax in panels:
+        assert ax.images[0].get_clim() == (float(maps.min()), float(maps.max()))
+        assert ax.images[0].get_cmap().name == "viridis"
+    (bar,) = _colorbars(fig)
+    assert bar.get_ylim() == pytest.approx((float(maps.min()), float(maps.max())))
+    plt.close(fig)
+
+
+def test_plot_feature_maps_signed_maps_share_a_symmetric_scale():
+    maps = torch.randn(4, 6, 6, generator=torch.Generator().manual_seed(0))
+    fig = plot.plot_feature_maps(maps, ncols=4)
+    limit = float(maps.abs().max())
+    for ax in _image_axes(fig):
+        assert ax.images[0].get_clim() == (-limit, limit)
+        assert ax.images[0].get_cmap().name == "RdBu_r"
+    (bar,) = _colorbars(fig)
+    assert bar.get_ylim() == pytest.approx((-limit, limit))
     plt.close(fig)
