@@ -375,7 +375,10 @@ def grade_in_scratch(
         )
         seconds += run.seconds
         out = in_scratch(ctx.course, scratch, "autograded", job.student, job.assignment)
+        # nbgrader writes the notebook twice: sanitized before it runs, graded after; only a
+        # run that exited 0 saved its grades
         written = out.is_dir()
+        saved = written and run.returncode == 0
         status, reason = runner.classify(run, written, refused)
         progress = partial.Progress.read(progress_file)
         status, reason = partial.outcome(status, reason, progress, run.killed is not None)
@@ -384,7 +387,7 @@ def grade_in_scratch(
     if attempt == 2 and status not in (GRADED, FLAGGED):
         reason = f"{reason} (happened twice)"
     grade = job.grade(status, reason, seconds=seconds)
-    if partial.is_partial(status) and not written:  # nbgrader saved nothing: we keep the points
+    if partial.is_partial(status) and not saved:  # nbgrader saved nothing: we keep the points
         grade.partial_points = progress.points
     return grade, scratch
 

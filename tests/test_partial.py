@@ -125,3 +125,26 @@ def test_a_slow_honest_cell_and_a_deleted_test_cell_lose_nothing(late):
     for student in ("slow-but-honest", "deleted-test"):
         assert results[student].status == GRADED, results[student]
         assert course.grades(ASSIGNMENT)[student].score == sum(POINTS.values())
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("tinycourse")
+def test_a_notebook_killed_at_its_wall_clock_limit_keeps_the_points_earned(
+    tiny_released, tmp_path
+):
+    """The whole tree is killed at the notebook limit, so nbgrader never saves its grades (the
+    sanitized notebook it wrote before running is all there is): the grader scores the test
+    cells that completed."""
+    course = copy_course(tiny_released, tmp_path / "course")
+    nb = submission(course)
+    nb.cells[notebooks.cell_index(nb, "square")].source = "import time\ntime.sleep(600)"
+    course.submit("sleeper", ASSIGNMENT, nb)
+    settings = parallel.Settings(workers=1, progress=False, cell_timeout=300,
+                                 notebook_timeout=20, sandbox=SANDBOX.active)
+    [result] = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
+    assert result.status == TIMED_OUT_PARTIAL, (result.status, result.reason)
+    assert "20 s notebook limit" in result.reason and "cell square" in result.reason
+    grade = course.grades(ASSIGNMENT)["sleeper"]
+    cells = {g: (c.score, c.needs_manual_grade) for g, c in grade.cells.items()}
+    assert cells == {"test_add": (POINTS["test_add"], False),
+                     "test_mul": (POINTS["test_mul"], False), "test_square": (0.0, False)}
