@@ -223,7 +223,7 @@ def _report(result):
 get_ipython().events.register("post_run_cell", _report)
 """),
     Trick("frames", "readback", _DUMP + """
-import functools, sys
+import functools, sys, types
 _frames_seen = []
 def _look_around(f):
     @functools.wraps(f)
@@ -231,9 +231,9 @@ def _look_around(f):
         frame = sys._getframe(1)
         while frame is not None:
             for value in list(frame.f_locals.values())[:100]:
-                text = repr(value)[:5000]
-                if "HIDDEN" in text or "SECRET" in text or "assert " in text:
-                    _frames_seen.append(text)
+                if isinstance(value, str) and ("HIDDEN" in value or "SECRET" in value
+                                               or "assert " in value):
+                    _frames_seen.append(value[:5000])
             frame = frame.f_back
         return f(*a, **k)
     inner._looked = True
@@ -241,8 +241,8 @@ def _look_around(f):
 _ip = get_ipython()
 def _wrap_and_report(result=None):
     for _k, _v in list(_ip.user_ns.items()):
-        if (callable(_v) and getattr(_v, "__module__", "") == "__main__" and not _k.startswith("_")
-                and not getattr(_v, "_looked", False) and not isinstance(_v, type)):
+        if (isinstance(_v, types.FunctionType) and _v.__module__ == "__main__"
+                and not _k.startswith("_") and not getattr(_v, "_looked", False)):
             _ip.user_ns[_k] = _look_around(_v)
     if _frames_seen:
         _dump(_frames_seen)
