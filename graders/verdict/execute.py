@@ -20,7 +20,9 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +49,17 @@ def _grade_id(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
+def _warm_up() -> None:
+    """Pay the trusted side's one-off lazy imports here too, off the critical path: PyTorch's
+    first optimizer step imports ``torch._dynamo`` (about 1 s on 2 cores), which a test that
+    compares with ``torch.optim`` would otherwise wait for."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    with contextlib.suppress(Exception):
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0).step()
+
+
 class GradingSession:
     """The agent in one student kernel, a bridge to it and the trusted runner."""
 
@@ -68,7 +81,33 @@ class GradingSession:
         self.kc = km.blocking_client()
         self.kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         self._install()
-        self.runner = TrustedRunner(self.bridge, setup, delimiters)
+        #: name -> why it may be missing (see TrustedRunner.explain_missing)
+        self.explain_missing: Callable[[str], str] = lambda name: ""
+        # The setup cells' replay here (imports of torch, scikit-learn, the course: seconds)
+        # overlaps the student's cells in the kernel; the first test cell waits for it.
+        self._runner: TrustedRunner | None = None
+        self._runner_error: BaseException | None = None
+        self._setup = threading.Thread(target=self._make_runner, args=(list(setup), delimiters),
+                                       name="trusted-setup", daemon=True)
+        self._setup.start()
+
+    def _make_runner(self, setup: list[str], delimiters: tuple[str, str]) -> None:
+        try:
+            self._runner = TrustedRunner(self.bridge, setup, delimiters)
+        except BaseException as err:  # noqa: BLE001 (raised again where the runner is used)
+            self._runner_error = err
+            return
+        _warm_up()
+
+    @property
+    def runner(self) -> TrustedRunner:
+        """The trusted runner, once the setup cells' replay is done (its error, if it failed)."""
+        self._setup.join()
+        if self._runner_error is not None:
+            raise self._runner_error
+        assert self._runner is not None
+        self._runner.explain_missing = self.explain_missing
+        return self._runner
 
     def _interrupt(self) -> None:
         with contextlib.suppress(Exception):
@@ -108,9 +147,9 @@ class GradingSession:
 
     def run_test(self, grade_id: str, source: str) -> TestResult:
         """Run one test cell on the trusted side against the kernel's current state."""
-        bridge = self.bridge
+        bridge, runner = self.bridge, self.runner
         if bridge.dead is not None:
-            return self.runner.failed_result(grade_id, "KernelUnavailable", bridge.dead)
+            return runner.failed_result(grade_id, "KernelUnavailable", bridge.dead)
         token = secrets.token_hex(8)
         msg_id = self.kc.execute(bridge.serve_code(token), silent=True, store_history=False,
                                  allow_stdin=False, stop_on_error=False)
@@ -137,10 +176,10 @@ class GradingSession:
         try:
             bridge.wait_hello(token, min(HELLO_TIMEOUT_S, self.cell_timeout), stop)
         except BridgeBroken as err:
-            return self.runner.failed_result(grade_id, "KernelUnavailable", str(err))
+            return runner.failed_result(grade_id, "KernelUnavailable", str(err))
         bridge.begin_session(deadline)
         try:
-            result = self.runner.run(grade_id, source)
+            result = runner.run(grade_id, source)
         finally:
             bridge.end_session()
         if not answered and bridge.dead is None:
@@ -149,6 +188,7 @@ class GradingSession:
         return result
 
     def close(self) -> None:
+        self._setup.join()
         with contextlib.suppress(Exception):
             self.kc.stop_channels()
         self.bridge.close()
@@ -299,7 +339,7 @@ def run_cells(
     progress = progress or ProgressLog(None)
     timeout = client.timeout if client.timeout and client.timeout > 0 else None
     session = GradingSession(client, setup, delimiters, timeout)
-    session.runner.explain_missing = _explainer(client.nb, tests)
+    session.explain_missing = _explainer(client.nb, tests)
     results: dict[str, TestResult] = {}
     stopped, kind = "", ""  # why the kernel is given up, and whether a time limit did it
     try:
