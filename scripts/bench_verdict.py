@@ -1,6 +1,7 @@
 """Benchmark: what running the tests on the trusted side costs (issue 9: at most +20%).
 
-Usage: python scripts/bench_verdict.py [ASSIGNMENT ...] [--repeats 3] [--out FILE]
+Usage: python scripts/bench_verdict.py [ASSIGNMENT ...] [--repeats 3] [--tool nbgrader|graders]
+       [--out FILE]
 
 Per assignment, the reference submission is autograded ``--repeats`` times by two scratch
 courses that differ in one line of ``nbgrader_config.py``, alternately (so that load from
@@ -11,7 +12,11 @@ elsewhere on the machine falls on both alike):
 - *in-kernel*: nbgrader's own ``Execute`` with the same sandboxed kernel manager, so the test
   cells run inside the student's kernel, as plain nbgrader does (what the verdict replaced).
 
-Both must give the reference full marks. Reported per assignment: the median and the mean of
+``--tool nbgrader`` (default) times the whole ``nbgrader autograde --student`` command;
+``--tool graders`` grades through :func:`graders.parallel.autograde` (one worker, what
+``python -m graders autograde`` does: forked nbgrader processes that start with torch and the
+course imported) and reports the grading process's seconds per submission. Both must give the
+reference full marks. Reported per assignment: the median and the mean of
 the whole ``nbgrader autograde`` command for each, and the ratio of the medians. Appends a
 dated section to ``--out`` (default docs/benchmarks/verdict.md) with the machine's load.
 """
@@ -55,7 +60,19 @@ def _course(tmp: Path, name: str, assignment: str, extra: str = "") -> Course:
     return course
 
 
-def _grade(course: Course, assignment: str, env: dict[str, str]) -> float:
+def _grade_with_graders(course: Course, assignment: str) -> float:
+    from graders import parallel
+
+    settings = parallel.Settings(workers=1, progress=False)
+    [result] = parallel.autograde(course, parallel.select_jobs(course, [assignment]), settings)
+    if result.score != result.max_score:
+        raise SystemExit(f"{course.root.name}: the reference lost points: {result}")
+    return result.seconds
+
+
+def _grade(course: Course, assignment: str, env: dict[str, str], tool: str = "nbgrader") -> float:
+    if tool == "graders":
+        return _grade_with_graders(course, assignment)
     start = time.perf_counter()
     proc = course.autograde(assignment, student="ref", env=env)
     seconds = time.perf_counter() - start
@@ -67,7 +84,9 @@ def _grade(course: Course, assignment: str, env: dict[str, str]) -> float:
     return seconds
 
 
-def bench(assignment: str, repeats: int, env: dict[str, str]) -> dict[str, list[float]]:
+def bench(
+    assignment: str, repeats: int, env: dict[str, str], tool: str = "nbgrader"
+) -> dict[str, list[float]]:
     """Seconds per autograde of the reference, per mode."""
     with tempfile.TemporaryDirectory() as tmp:
         courses = {"verdict": _course(Path(tmp), "verdict", assignment),
@@ -75,7 +94,7 @@ def bench(assignment: str, repeats: int, env: dict[str, str]) -> dict[str, list[
         times: dict[str, list[float]] = {mode: [] for mode in courses}
         for _ in range(repeats):
             for mode, course in courses.items():
-                times[mode].append(_grade(course, assignment, env))
+                times[mode].append(_grade(course, assignment, env, tool))
         return times
 
 
@@ -83,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("assignments", nargs="*")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tool", choices=("nbgrader", "graders"), default="nbgrader")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "verdict.md")
     args = parser.parse_args()
     names = args.assignments or Course(ROOT).assignments()
@@ -90,7 +110,7 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     for name in names:
-        t = bench(name, args.repeats, env)
+        t = bench(name, args.repeats, env, args.tool)
         v, k = statistics.median(t["verdict"]), statistics.median(t["in-kernel"])
         rows.append(f"| {name} | {k:.1f} ({statistics.mean(t['in-kernel']):.1f}) | "
                     f"{v:.1f} ({statistics.mean(t['verdict']):.1f}) | {v / k - 1:+.0%} |")
@@ -100,7 +120,8 @@ def main() -> None:
         f"\n## {datetime.date.today()}: {platform.node() or 'this machine'}, "
         f"{os.cpu_count()} cores, CPU",
         "",
-        f"{args.repeats} autogrades of the reference per mode, alternating; load average "
+        f"{args.repeats} autogrades of the reference per mode, alternating, with "
+        f"`--tool {args.tool}`; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.",
         "",
         "| assignment | in-kernel tests: median (mean) s | verdict: median (mean) s | cost |",
