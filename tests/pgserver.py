@@ -83,15 +83,17 @@ class PostgresServer:
         """SQLAlchemy URL of ``database`` on this server."""
         return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """Create database ``name`` and return its SQLAlchemy URL."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database ``name`` (a copy of database ``template`` when given: PostgreSQL's
+        CREATE DATABASE ... TEMPLATE) and return its SQLAlchemy URL."""
         import psycopg2
 
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
+                copy = f' TEMPLATE "{template}"' if template else ""
+                cur.execute(f'CREATE DATABASE "{name}"{copy}')
         finally:
             conn.close()
         return self.url(name)

@@ -265,19 +265,8 @@ def _course_folder(serial: Course, root: Path) -> Path:
 
 
 def _clone_database(server, source_url: str, name: str) -> str:
-    """A copy of a (released) database on ``server``: PostgreSQL's CREATE DATABASE ... TEMPLATE."""
-    import psycopg2
-
-    source = source_url.rsplit("/", 1)[1]
-    conn = psycopg2.connect(host="127.0.0.1", port=server.port, user=server.user,
-                            dbname="postgres")
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    finally:
-        conn.close()
-    return server.url(name)
+    """A copy of a (released) database on ``server``."""
+    return server.create_database(name, template=source_url.rsplit("/", 1)[1])
 
 
 def _check_shard_outputs(outputs: list[str], source: str) -> None:
