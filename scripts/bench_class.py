@@ -23,16 +23,19 @@ this tool has, and its scores are compared with the tool's.
 
 Per notebook, the split comes from what the batch measures anyway: the grading process's
 seconds (:class:`graders.runner.Run`), the executor's progress file (``GRADERS_PROGRESS``:
-seconds of every cell) and the tool's own steps around it. Cells run back to back, so the first
-cell started at (progress file's last write - the cells' seconds):
+seconds of every cell, and the time of each phase: executor begins, kernel answers, agent
+installed, last cell done) and the tool's own steps around it:
 
-- *nbgrader + kernel start*: from the grading process's start to its first cell;
+- *nbgrader start*: from the grading process's start to the executor's first step (the forked
+  nbgrader's set-up, the gradebook, copying and sanitising the submission);
+- *kernel start + agent*: starting the sandboxed kernel and installing the grading agent in it;
 - *imports*: the read-only ``setup`` cell (torch, numpy, the course package);
 - *student cells*: every other cell that is not a test (the student's code, training included);
 - *test cells*: the test cells, run on the trusted side (they call the student's functions);
-- *nbgrader saves*: from the last cell's end to the process's exit (gradebook, notebook);
+- *nbgrader saves + exit*: from the last cell's end to the process's exit (kernel shutdown,
+  gradebook, notebook);
 - *tool*: the scratch course before, the merge into the gradebook and the static scan after;
-- *overhead*: everything but the notebook's cells (start + saves + tool).
+- *overhead*: everything but the notebook's cells (starts + saves + tool).
 
 Per-notebook times are measured inside the batch, so they include the waiting that running
 ``--workers`` notebooks at once on these cores brings. Appends a dated section (machine, load,
@@ -138,7 +141,9 @@ class Split:
     """Seconds of one notebook, by where they went (see the module docstring)."""
 
     run: float = 0.0
-    start: float = 0.0
+    start: float = 0.0  # nbgrader + kernel
+    nbgrader: float = 0.0
+    kernel: float = 0.0
     imports: float = 0.0
     student: float = 0.0
     tests: float = 0.0
@@ -206,11 +211,17 @@ class Timings:
             setup = sum(e["seconds"] for e in done if e["done"] == SETUP_CELL)
             cells = sum(e["seconds"] for e in done)
             tests = sum(e.get("seconds", 0.0) for e in t.events if "test" in e)
+            phases = {e["phase"]: e["t"] for e in t.events if "phase" in e and "t" in e}
             out.run += t.seconds
             out.imports += setup
             out.student += cells - setup
             out.tests += tests
-            if t.last_write is None:  # stopped before any cell (refused, killed at start)
+            if {"begin", "agent", "end"} <= phases.keys():  # the executor marked its phases
+                out.nbgrader += max(0.0, phases["begin"] - t.start)
+                out.kernel += max(0.0, phases["agent"] - phases["begin"])
+                out.saves += max(0.0, t.end - phases["end"])
+                out.start += max(0.0, phases["agent"] - t.start)
+            elif t.last_write is None:  # stopped before any cell (refused, killed at start)
                 out.start += t.seconds
             else:
                 first_cell = t.last_write - cells - tests
@@ -415,10 +426,10 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         "Per notebook, mean seconds (inside the batch; see `scripts/bench_class.py` for how each "
         "part is measured):",
         "",
-        "| assignment | grading process | nbgrader + kernel start | imports (setup cell) "
-        "| student cells | test cells (trusted side) | nbgrader saves | tool (scratch, merge, "
-        "scan) | overhead beyond the cells |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| assignment | grading process | nbgrader start | kernel start + agent | imports (setup "
+        "cell) | student cells | test cells (trusted side) | nbgrader saves + exit | tool "
+        "(scratch, merge, scan) | overhead beyond the cells |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for a, rows in splits.items():
         if not rows:
@@ -427,7 +438,8 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         def m(attr: str, rows: list[Split] = rows) -> str:
             return f"{statistics.mean(getattr(r, attr) for r in rows):.2f}"
 
-        lines.append(f"| `{a}` | {m('run')} | {m('start')} | {m('imports')} | {m('student')} | "
+        lines.append(f"| `{a}` | {m('run')} | {m('nbgrader')} | {m('kernel')} | {m('imports')} | "
+                     f"{m('student')} | "
                      f"{m('tests')} | {m('saves')} | {m('tool')} | **{m('overhead')}** |")
     if serial:
         lines += [

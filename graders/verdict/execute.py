@@ -33,7 +33,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Enum, List, Unicode
+from traitlets import Enum, List, Unicode, default
 
 from graders.verdict.remote import HELLO_TIMEOUT_S, Bridge, BridgeBroken
 from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, TrustedRunner
@@ -41,6 +41,10 @@ from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, Truste
 INSTALL_TIMEOUT_S = 60.0
 END_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 5.0
+#: How a kernel is stopped once its notebook has run: killed. Its grades are in by then, and a
+#: graceful shutdown of a kernel that has loaded PyTorch (interpreter teardown) took 1.5-2.5 s
+#: per notebook on 2 cores, measured (``scripts/bench_class.py``).
+IMMEDIATE = "immediate"
 #: Environment variable naming the progress file of a grading run (see :class:`ProgressLog`).
 ENV_PROGRESS = "GRADERS_PROGRESS"
 
@@ -203,7 +207,11 @@ class ProgressLog:
     after a test cell, ``{"done": label, "seconds": s}`` after any other code cell,
     ``{"timeout": label, "seconds": s}`` for a cell past its limit, and
     ``{"stopped": reason, "at": label, "kind": "timeout" | "crash"}`` when the kernel died or
-    stopped answering (after a time limit, or not).
+    stopped answering (after a time limit, or not). The phases of the run are marked too, for
+    benchmarks: ``{"phase": "begin"}`` when the executor starts (nbgrader is up),
+    ``"kernel"`` once the kernel answers, ``"agent"`` once the grading agent is in it, ``"end"``
+    after the last cell, ``"shutdown"`` once the kernel is shut down. Every event carries
+    ``"t"``, the wall-clock time it was written.
 
     No path (``GRADERS_PROGRESS`` unset), no file: plain ``nbgrader autograde`` needs none."""
 
@@ -212,6 +220,7 @@ class ProgressLog:
 
     def write(self, **event: object) -> None:
         if self.path is not None:
+            event["t"] = round(time.time(), 3)
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event) + "\n")
 
@@ -339,6 +348,7 @@ def run_cells(
     progress = progress or ProgressLog(None)
     timeout = client.timeout if client.timeout and client.timeout > 0 else None
     session = GradingSession(client, setup, delimiters, timeout)
+    progress.write(phase="agent")
     session.explain_missing = _explainer(client.nb, tests)
     results: dict[str, TestResult] = {}
     stopped, kind = "", ""  # why the kernel is given up, and whether a time limit did it
@@ -387,9 +397,10 @@ def run_cells(
             if stopped:
                 session.bridge.dead = session.bridge.dead or stopped
                 progress.write(stopped=stopped, at=label, kind=kind)
-                client.shutdown_kernel = "immediate"  # no graceful goodbye from a stuck kernel
+                client.shutdown_kernel = IMMEDIATE  # no graceful goodbye from a stuck kernel
     finally:
         session.close()
+        progress.write(phase="end")
     return results
 
 
@@ -412,6 +423,10 @@ class VerdictExecute(Execute):
         "(imports, seeds, DEVICE), so that test code uses the grader's own modules",
     ).tag(config=True)
 
+    @default("shutdown_kernel")
+    def _immediate(self) -> str:
+        return IMMEDIATE
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "kernel_manager_class" not in kwargs:
@@ -431,6 +446,8 @@ class VerdictExecute(Execute):
         return AsyncKernelManager
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
+        progress = ProgressLog(os.environ.get(ENV_PROGRESS))
+        progress.write(phase="begin")
         tests, setup = self._definitions(resources)
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
@@ -440,9 +457,11 @@ class VerdictExecute(Execute):
             info_msg = self.wait_for_reply(self.kc.kernel_info())
             assert info_msg
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            progress.write(phase="kernel")
             run_cells(self, tests, setup, self._delimiters(),
                       execute_cell=lambda cell, index: self.preprocess_cell(cell, resources, index),
-                      progress=ProgressLog(os.environ.get(ENV_PROGRESS)))
+                      progress=progress)
+        progress.write(phase="shutdown")
         self.set_widgets_metadata()
         return self.nb, self.resources
 
@@ -490,6 +509,7 @@ def execute(
         allow_errors=True,
         resources={"metadata": {"path": str(cwd)}},
         kernel_manager_class=kernel_manager_class,
+        shutdown_kernel=IMMEDIATE,
     )
     results: dict[str, TestResult] = {}
     with client.setup_kernel(env={**os.environ, **(env or {})}):
