@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from graders import parallel, shards
+from graders import parallel, report, shards
 from graders import release as release_links
 from graders.course import REPO_ROOT, Course, NbgraderError
 from graders.gradebook import NoGradebook
@@ -70,7 +70,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     if not jobs:
         print("nothing to grade: no student folders in submitted/ (or in this shard)")
         return 0
-    results = parallel.grade_and_report(course, jobs, settings)
+    results = report.grade_and_report(course, jobs, settings)
     return 0 if all(r.graded for r in results) else 1
 
 
@@ -241,6 +241,12 @@ def add_autograde_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run student code without the bubblewrap sandbox (with your rights!)",
     )
+    parser.add_argument(
+        "--no-prestart",
+        action="store_true",
+        help="start each kernel in its own grading run, not ahead while the previous "
+        "submission is graded (default: ahead, when sandboxed; see graders/prestart.py)",
+    )
 
 
 def shard_from_args(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -276,6 +282,7 @@ def settings_from_args(args: argparse.Namespace) -> parallel.Settings:
         max_processes=args.max_processes,
         disk_mb=args.disk_mb,
         sandbox=not args.no_sandbox,
+        prestart=not getattr(args, "no_prestart", False),
     )
 
 

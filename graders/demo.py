@@ -17,7 +17,7 @@ import time
 import nbformat
 from nbformat import NotebookNode
 
-from graders import collect, export, notebooks, parallel, samples, similarity
+from graders import collect, export, notebooks, parallel, report, samples, similarity
 from graders.course import Course
 from graders.gradebook import SubmissionGrade
 
@@ -48,7 +48,7 @@ def run(course: Course, assignments: list[str]) -> bool:
         print(f"\n== {assignment}: autograding {len(built)} sample submissions in parallel ...")
         jobs = [parallel.Job(assignment, s.student) for s in built]
         settings = parallel.Settings(cell_timeout=CELL_TIMEOUT)
-        results = parallel.grade_and_report(course, jobs, settings)
+        results = report.grade_and_report(course, jobs, settings)
         ok &= check(built, results)
         ok &= write_feedback(course, assignment, results)
         print(f"({time.perf_counter() - start:.0f} s)")

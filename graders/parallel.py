@@ -40,7 +40,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from graders import gradebook, partial, runner, scan, shards
+from graders import gradebook, partial, prestart, runner, scan, shards
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.runner import Limits, one_line
@@ -51,12 +51,11 @@ from graders.status import (
     MISSING,
     REFUSED,
     TIMED_OUT,
-    counts_line,
 )
 from graders.verdict.execute import ENV_PROGRESS
 
 __all__ = ["CRASHED", "FLAGGED", "GRADED", "MISSING", "REFUSED", "TIMED_OUT", "Job", "Settings",
-           "Slot", "autograde", "grade_and_report", "select_jobs"]
+           "Slot", "autograde", "select_jobs"]
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DLWORKSHOP_THREADS")
 #: Workers per GPU when GPUs exist: one notebook computes while the other loads data or starts.
@@ -122,6 +121,7 @@ class Settings:
     sandbox: bool = True
     progress: bool = True
     keep_scratch: bool = False
+    prestart: bool = True
 
 
 # ------------------------------------------------------------------------ machine resources
@@ -327,6 +327,7 @@ class _Context:
     extra_args: list[str]
     extra_env: dict[str, str]
     stop: Callable[[], bool]
+    ahead: prestart.Ahead | None = None
 
 
 def autograde_command(ctx: _Context, job: Job, scratch: Path) -> list[str]:
@@ -360,19 +361,30 @@ def grade_in_scratch(
     """
     scratch = ctx.scratch_root / f"{job.assignment}--{job.student}"
     seconds = 0.0
+    env = nbgrader_env({**slot.env(), **ctx.extra_env})
     for attempt in (1, 2):
         if attempt == 2:
             force_rmtree(scratch)
         prepare_scratch(ctx.course, job, ctx.templates[job.assignment], scratch)
         progress_file = scratch / "progress.jsonl"
-        run = runner.run_limited(
-            autograde_command(ctx, job, scratch),
-            scratch,
-            nbgrader_env({**slot.env(), **ctx.extra_env, ENV_PROGRESS: str(progress_file)}),
-            ctx.limits[job.assignment],
-            scratch / "nbgrader.log",
-            ctx.stop,
-        )
+        # the kernel started ahead for this job (first attempt only), then the next job's
+        kernel = ctx.ahead.take(job, env) if ctx.ahead and attempt == 1 else None
+        if ctx.ahead:
+            ctx.ahead.start_next(env)
+        offer = {prestart.ENV_PRESTARTED: str(kernel.record)} if kernel else {}
+        try:
+            run = runner.run_limited(
+                autograde_command(ctx, job, scratch),
+                scratch,
+                {**env, ENV_PROGRESS: str(progress_file), **offer},
+                ctx.limits[job.assignment],
+                scratch / "nbgrader.log",
+                ctx.stop,
+                watch=[kernel.pid] if kernel else (),
+            )
+        finally:
+            if kernel:
+                kernel.discard()
         seconds += run.seconds
         out = in_scratch(ctx.course, scratch, "autograded", job.student, job.assignment)
         # nbgrader writes the notebook twice: sanitized before it runs, graded after; only a
@@ -483,15 +495,18 @@ def autograde(
     scratch_root = Path(tempfile.mkdtemp(prefix="graders-autograde-"))
     stopping = threading.Event()
     results: dict[Job, SubmissionGrade] = {}
+    ahead = None
     try:
         templates, broken = _template_gradebooks(course, assignments, scratch_root)
         # memory, processes and disk are the same for every assignment; only times differ
         shared = next(iter(limits.values()), Limits(wall_s=0, memory_mb=0))
         args, env = kernel_arguments(sandbox, course, scratch_root, shared)
         orders = {a: course.cell_order(a) for a in assignments}
+        if sandbox.active and settings.prestart:
+            ahead = prestart.Ahead(jobs, prestart.course_plan(course, scratch_root), len(slots))
         ctx = _Context(
             course, scratch_root, templates, orders, timeouts, limits, args, env,
-            stopping.is_set,
+            stopping.is_set, ahead,
         )
         free: queue.Queue[Slot] = queue.Queue()
         for slot in slots:
@@ -527,6 +542,8 @@ def autograde(
                     future.cancel()
                 raise
     finally:
+        if ahead:
+            ahead.close()
         if not settings.keep_scratch:
             force_rmtree(scratch_root)
     return [results[job] for job in jobs]
@@ -546,52 +563,3 @@ def _finish(ctx: _Context, job: Job, future, keep_scratch: bool) -> SubmissionGr
     if not keep_scratch:
         force_rmtree(scratch)
     return result
-
-
-# ----------------------------------------------------------------------------------- report
-def _lost(grade: SubmissionGrade, gid: str) -> str:
-    """A test cell that lost points: its name, and what it earned when that was partial."""
-    cell = grade.cells[gid]
-    return f"{gid} ({cell.score:g}/{cell.max_score:g})" if cell.score > 0 else gid
-
-
-def format_table(results: Sequence[SubmissionGrade], note: str) -> str:
-    """One line per submission (student, assignment, status, score, failed test cells with
-    their partial credit, reason) under a header that says whether kernels were sandboxed."""
-    rows = [("student", "assignment", "status", "score", "failed test cells", "reason")]
-    for r in sorted(results, key=lambda r: (r.assignment, r.student)):
-        score = f"{r.score:g} / {r.max_score:g}" if r.in_gradebook else "-"
-        failed = [_lost(r, gid) for gid in r.failed()]
-        failed_text = ", ".join(failed) if len(failed) <= 4 else f"{len(failed)} cells"
-        rows.append((r.student, r.assignment, r.status, score, failed_text or "-", r.reason or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = [f"# {note}"]
-    for row in rows:
-        cells = [c.ljust(w) for c, w in zip(row[:5], widths, strict=True)]
-        lines.append("  ".join([*cells, row[5]]))
-    lines.append("# " + counts_line([r.status for r in results]))
-    return "\n".join(lines)
-
-
-def warn_unsandboxed(note: str, stream=None) -> None:
-    """Print the no-sandbox warning on stderr, in red on a terminal."""
-    stream = stream or sys.stderr
-    text = f"WARNING: {note}"
-    if stream.isatty():
-        text = f"\033[1;31m{text}\033[0m"
-    print(text, file=stream)
-
-
-def grade_and_report(
-    course: Course, jobs: Sequence[Job], settings: Settings, stream=None
-) -> list[SubmissionGrade]:
-    """Grade ``jobs`` with a progress bar, warn loudly when unsandboxed, print the table."""
-    stream = stream or sys.stdout
-    plan = plan_sandbox(settings.sandbox)
-    if not plan.active:
-        warn_unsandboxed(plan.note)
-    results = autograde(course, jobs, settings, plan)
-    print(format_table(results, plan.note), file=stream)
-    if not plan.active:
-        warn_unsandboxed(plan.note)
-    return results

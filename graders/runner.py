@@ -29,6 +29,7 @@ classified from its log text.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -37,7 +38,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,12 +324,16 @@ def over_limit(
     return None
 
 
-def _kill_kernel_then_wait(root: psutil.Process, popen, grace: float) -> None:
-    """Kill the kernel (every descendant of the grading process ``root``), give the grading
-    process ``grace`` seconds to finish (the course's executor then fails the remaining tests
-    and nbgrader saves what was earned), then kill whatever is left."""
+def _kill_kernel_then_wait(
+    root: psutil.Process, popen, grace: float, kernels: Sequence[psutil.Process] = ()
+) -> None:
+    """Kill the kernel (every descendant of the grading process ``root``, and the trees of
+    ``kernels``: a kernel started ahead), give the grading process ``grace`` seconds to finish
+    (the course's executor then fails the remaining tests and nbgrader saves what was earned),
+    then kill whatever is left."""
     end = time.monotonic() + grace
     while time.monotonic() < end and popen.poll() is None:
+        kill_tree([q for k in kernels for q in tree(k)])
         try:
             kill_tree(root.children(recursive=True))
         except psutil.Error:
@@ -345,12 +350,18 @@ def run_limited(
     limits: Limits,
     log: Path,
     stop: Callable[[], bool] = lambda: False,
+    watch: Sequence[int] = (),
 ) -> Run:
     """Run ``cmd`` in ``cwd`` (its output to ``log``) under ``limits``; when it breaks one, kill
     the kernel first and the grading process after a grace (memory, processes, disk: nbgrader
     can still save the points earned so far), or the whole tree at once (wall clock, or
-    ``stop()`` turning true); see the module docstring."""
+    ``stop()`` turning true); see the module docstring. The process trees of ``watch`` (a
+    kernel started ahead for this run, :mod:`graders.prestart`) count as part of the run's."""
     start = time.monotonic()
+    kernels = []
+    for pid in watch:
+        with contextlib.suppress(psutil.Error):
+            kernels.append(psutil.Process(pid))
     marker = log.parent / MARKER
     marker.unlink(missing_ok=True)
     if cmd[:3] == NBGRADER and FORK_NBGRADER:
@@ -365,7 +376,7 @@ def run_limited(
     memory = MemoryWatch(limits.memory_mb)
     killed = None
     while popen.poll() is None:
-        procs = tree(root)
+        procs = tree(root) + [p for k in kernels for p in tree(k) if p.pid != root.pid]
         seen.update((p.pid, p) for p in procs)
         killed = over_limit(procs, limits, time.monotonic() - start, memory)
         if killed is None and stop():
@@ -374,7 +385,7 @@ def run_limited(
             if killed[0] == TIMED_OUT or killed[1] == INTERRUPTED:
                 kill_tree(procs)
             else:  # memory, processes, disk: the kernel goes; nbgrader may still save grades
-                _kill_kernel_then_wait(root, popen, KERNEL_KILL_GRACE_S)
+                _kill_kernel_then_wait(root, popen, KERNEL_KILL_GRACE_S, kernels)
             popen.wait()
             break
         time.sleep(POLL_S)

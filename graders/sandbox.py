@@ -433,6 +433,27 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
                 pass
 
 
+def sandboxed_kernel_command(
+    kernel_cmd: list[str], cwd: Path, run_dir: Path, env: dict[str, str]
+) -> list[str]:
+    """The command that runs ``kernel_cmd`` sandboxed as a grading kernel: nominal folder
+    ``cwd`` (its files shown in ``/tmp/work``), connection files in ``run_dir``, hidden folders
+    and limits from ``env`` (the variables of :func:`sandbox_settings`)."""
+    uid = _kernel_uid() if _is_root() else None
+    if uid is not None:  # the kernel's uid reads its connection file, makes its sockets
+        _chown_tree(run_dir, uid, uid)
+    return bwrap_command(
+        kernel_cmd,
+        cwd=cwd,
+        run_dir=run_dir,
+        hide=[*default_grader_hidden(cwd), *_split_paths(env.get(ENV_HIDE, ""))],
+        readonly=_split_paths(env.get(ENV_READONLY, "")),
+        limits=Limits.from_env(env),
+        uid=uid,
+        kernel_env=env,
+    )
+
+
 # ------------------------------------------------------------------------------ jupyter side
 class SandboxKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernels run in the bubblewrap sandbox.
@@ -477,20 +498,8 @@ class SandboxKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         assert self._run_dir is not None
         cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
-        env = dict(kw.get("env") or os.environ)
-        uid = _kernel_uid() if _is_root() else None
-        if uid is not None:  # the kernel's uid reads its connection file, makes its sockets
-            _chown_tree(self._run_dir, uid, uid)
-        cmd = bwrap_command(
-            kernel_cmd,
-            cwd=cwd,
-            run_dir=self._run_dir,
-            hide=[*default_grader_hidden(cwd), *_split_paths(env.get(ENV_HIDE, ""))],
-            readonly=_split_paths(env.get(ENV_READONLY, "")),
-            limits=Limits.from_env(env),
-            uid=uid,
-            kernel_env=env,
-        )
+        cmd = sandboxed_kernel_command(kernel_cmd, cwd, self._run_dir,
+                                       dict(kw.get("env") or os.environ))
         self.log.debug("sandboxed kernel: %s", cmd)
         await super()._async_launch_kernel(cmd, **kw)
 

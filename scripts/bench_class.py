@@ -1,7 +1,7 @@
 """Benchmark: grade a whole synthetic class as an instructor would (``make bench-class``).
 
 Usage: python scripts/bench_class.py [--students 200] [--assignments A ...] [--workers W]
-       [--serial 5] [--out docs/benchmarks/class.md] [--note TEXT]
+       [--serial 5] [--out docs/benchmarks/class.md] [--note TEXT] [--no-prestart]
 
 A scratch course is released; every assignment gets ``--students`` submissions (students
 ``s000``, ``s001``, ...), a realistic mix in a fixed pattern of 20 (:data:`PATTERN`): 15%
@@ -313,9 +313,9 @@ class Batch:
 
 
 def grade_class(course: Course, assignment: str, workers: int | None, timings: Timings,
-                gpus: bool) -> Batch:
+                gpus: bool, prestart: bool = True) -> Batch:
     """The whole class of ``assignment``, as ``python -m graders autograde <a>`` grades it."""
-    settings = parallel.Settings(workers=workers)
+    settings = parallel.Settings(workers=workers, prestart=prestart)
     plan = parallel.plan_sandbox(settings.sandbox)
     slots, _, _ = parallel.resolve(course, settings, [assignment])
     jobs = parallel.select_jobs(course, [assignment])
@@ -482,6 +482,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "class.md"))
     parser.add_argument("--note", default="", help="a sentence for the page (e.g. the load)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch course")
+    parser.add_argument("--no-prestart", action="store_true",
+                        help="as `graders autograde --no-prestart` (for a comparison)")
     args = parser.parse_args()
     if args.students < 1:
         raise SystemExit("--students must be at least 1")
@@ -491,7 +493,8 @@ def main() -> None:
         "machine": described,
         "students": args.students,
         "workers": args.workers,
-        "note": args.note,
+        "note": (args.note + (" Kernels not started ahead (--no-prestart)."
+                              if args.no_prestart else "")).strip(),
         "load_start": os.getloadavg()[0],
         "sandbox": parallel.plan_sandbox(True).note,
     }
@@ -510,7 +513,8 @@ def main() -> None:
         batches, splits, serial = [], {}, {}
         for a in assignments:  # each assignment's batch, then its serial sample, close in time
             print(f"grading {args.students} x {a} ...", flush=True)
-            batch = grade_class(course, a, args.workers, timings, bool(gpus))
+            batch = grade_class(course, a, args.workers, timings, bool(gpus),
+                                not args.no_prestart)
             batches.append(batch)
             splits[a] = [s for s in (timings.split(a, r.student) for r in batch.results) if s]
             print(f"{a}: {batch.wall:.0f} s, {counts_line([r.status for r in batch.results])}",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tinycourse import ASSIGNMENT, copy_course, expected_scores, submission, tiny_released
 
-from graders import parallel, shards
+from graders import parallel, report, shards
 from graders.course import Course
 from graders.gradebook import CellGrade, SubmissionGrade
 from graders.parallel import Job
@@ -120,7 +120,7 @@ def test_table_names_each_submission_and_the_sandbox_state():
                         in_gradebook=False),
         SubmissionGrade("a", "cat", GRADED).add_flags(["flagged: reads In at cell add line 1"]),
     ]
-    table = parallel.format_table(results, "UNSANDBOXED: because")
+    table = report.format_table(results, "UNSANDBOXED: because")
     lines = table.splitlines()
     assert lines[0] == "# UNSANDBOXED: because"
     assert lines[2].split()[:3] == ["amy", "a", "timed"] and lines[2].endswith("killed")

@@ -449,7 +449,10 @@ class VerdictExecute(Execute):
         progress = ProgressLog(os.environ.get(ENV_PROGRESS))
         progress.write(phase="begin")
         tests, setup = self._definitions(resources)
-        NotebookClient.__init__(self, nb, km)
+        adopted = km is None and self._adopt(nb, resources)
+        NotebookClient.__init__(self, nb, adopted or km)
+        if adopted:  # ours to shut down, as a kernel nbclient started
+            self.owns_km = True
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         with self.setup_kernel():
@@ -464,6 +467,21 @@ class VerdictExecute(Execute):
         progress.write(phase="shutdown")
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _adopt(self, nb: NotebookNode, resources: Any) -> Any | None:
+        """The sandboxed kernel started ahead for this notebook (:mod:`graders.prestart`), when
+        the grading parent offers one that fits; None starts a kernel as usual."""
+        from graders import prestart, sandbox
+
+        record = os.environ.get(prestart.ENV_PRESTARTED)
+        if not record or self.kernel_manager_class is not sandbox.SandboxKernelManager:
+            return None
+        kernel_name = self.kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python")
+        cwd = ((resources or {}).get("metadata", {}).get("path")) or os.getcwd()
+        km = prestart.adopt(record, cwd, kernel_name)
+        if km is None:
+            self.log.info("the kernel started ahead does not fit this notebook: starting one")
+        return km
 
     def _delimiters(self) -> tuple[str, str]:
         config = self.config.get("ClearHiddenTests", {})

@@ -1,0 +1,360 @@
+"""Kernels started ahead: the next submission's sandboxed kernel starts (and imports what the
+assignment's setup cell imports) while the current submission is graded.
+
+Per notebook, a kernel start and ``import torch``, numpy, matplotlib and the course package cost
+about 3.5 s (2 cores), before any of the student's code runs. :class:`Ahead` takes that off each
+notebook's path: when a worker begins a submission, it launches the kernel of the first
+submission in the queue that has none yet, in the sandbox exactly as nbgrader's executor would
+(:func:`graders.sandbox.sandboxed_kernel_command`, the same environment and limits), with the
+setup cell's modules imported by ``importlib`` in a namespace of their own (no name appears in
+the student's namespace; ``import torch`` in the setup cell then finds the module loaded).
+
+Isolation is unchanged, by construction:
+
+* a kernel is made for **one** submission: its ``/tmp/work`` holds that submission's files
+  (and the assignment's), it runs no student code before that submission's grading process
+  adopts it, and it is killed when that grading ends (adopted or not);
+* the grading process (:class:`graders.verdict.execute.VerdictExecute`) adopts it only when the
+  folder nbgrader made for the notebook has exactly the files the kernel was given (same names,
+  kinds and SHA-256 of every file: :func:`fingerprint`) and the kernel name matches; otherwise
+  it starts a fresh kernel as before;
+* while it grades, the kernel's processes count against that submission's limits (memory,
+  processes, disk, wall clock: :func:`graders.runner.run_limited` watches them), and any of
+  them left afterwards is killed.
+
+Memory: each waiting kernel holds its imports (about 0.4 GiB with torch), one per worker at most.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+#: Environment variable naming the record of the kernel started for the grading process.
+ENV_PRESTARTED = "GRADERS_PRESTARTED"
+RECORD = "prestarted.json"
+#: Submissions bigger than this are not given a kernel ahead (their files would be hashed).
+MAX_WORK_BYTES = 64 * 2**20
+HISTORY = "--HistoryManager.hist_file=:memory:"  # what nbclient gives an IPython kernel
+
+
+# ------------------------------------------------------------------------ what goes in ahead
+def setup_modules(sources: Iterable[str]) -> list[str]:
+    """The modules the setup cells import, in order: ``import a.b`` gives ``a.b``;
+    ``from a import b`` gives ``a`` and ``a.b`` (which may not be a module: importing it is
+    then skipped in the kernel). IPython magics and shell lines are ignored."""
+    found: list[str] = []
+    for source in sources:
+        code = "\n".join(line for line in source.splitlines()
+                         if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                found += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.append(node.module)
+                found += [f"{node.module}.{alias.name}" for alias in node.names
+                          if alias.name != "*"]
+    return list(dict.fromkeys(found))
+
+
+def preload_argument(modules: Sequence[str]) -> str:
+    """The kernel option that imports ``modules`` at start, in a throw-away namespace."""
+    code = ("import importlib\n"
+            f"for name in {tuple(modules)!r}:\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except Exception:\n"
+            "        pass\n")
+    return f"--IPKernelApp.exec_lines=exec({code!r}, {{}})"
+
+
+def fingerprint(folder: Path) -> list[list[Any]]:
+    """What a sandboxed kernel in ``folder`` is shown (:func:`graders.sandbox.work_files`):
+    every file and folder below those entries, as [relative path, kind, SHA-256 or link
+    target]."""
+    from graders.sandbox import work_files
+
+    folder = Path(folder)
+    rows: list[list[Any]] = []
+
+    def add(path: Path) -> None:
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            rows.append([rel, "link", os.readlink(path)])
+        elif path.is_dir():
+            rows.append([rel, "dir", ""])
+            for child in sorted(path.iterdir()):
+                add(child)
+        elif path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            rows.append([rel, "file", digest.hexdigest()])
+        else:
+            rows.append([rel, "other", ""])
+
+    for entry in work_files(folder):
+        add(entry)
+    return rows
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+# ------------------------------------------------------------------------- the parent's side
+@dataclass
+class Prestarted:
+    """A kernel started for one submission (the grading parent holds it)."""
+
+    km: Any  # graders.sandbox.SandboxKernelManager
+    folder: Path  # its work folder and record
+    env: dict[str, str]
+
+    @property
+    def record(self) -> Path:
+        return self.folder / RECORD
+
+    @property
+    def pid(self) -> int:
+        return int(self.km.provisioner.pid)
+
+    def discard(self) -> None:
+        """Kill the kernel (whether or not it was adopted), reap it, remove its files."""
+        from jupyter_core.utils import run_sync
+
+        process = getattr(self.km.provisioner, "process", None)
+        if process is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                process.kill()
+            with contextlib.suppress(Exception):
+                process.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            run_sync(self.km.cleanup_resources)()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start(
+    folder: Path, files: Sequence[Path], kernel_name: str, env: dict[str, str],
+    modules: Sequence[str],
+) -> Prestarted:
+    """Start a sandboxed kernel whose ``/tmp/work`` shows copies of ``files`` (later ones win
+    over earlier ones of the same name), with ``modules`` imported; its record goes in
+    ``folder``."""
+    from jupyter_core.utils import run_sync
+
+    from graders.sandbox import SandboxKernelManager
+
+    work = folder / "work"
+    work.mkdir(parents=True)
+    for path in files:
+        target = work / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        if path.is_dir():
+            shutil.copytree(path, target, symlinks=True)
+        else:
+            shutil.copy2(path, target, follow_symlinks=False)
+    km = SandboxKernelManager(kernel_name=kernel_name)
+    with (folder / "kernel.log").open("wb") as log:
+        run_sync(km.start_kernel)(cwd=str(work), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  extra_arguments=[HISTORY, preload_argument(modules)])
+    kernel = Prestarted(km, folder, dict(env))
+    kernel.record.write_text(json.dumps({
+        "pid": kernel.pid, "connection_file": km.connection_file,
+        "run_dir": str(km.agent_folder), "kernel_name": kernel_name,
+        "fingerprint": fingerprint(work),
+    }))
+    return kernel
+
+
+class Ahead:
+    """Kernels started ahead for the next submissions of a batch, at most ``most`` waiting.
+
+    ``plan(job)`` says what a job's kernel needs (folder for its record, its files, kernel name,
+    modules) or None when it gets none; ``env`` is the worker's kernel environment. Thread-safe:
+    the batch's workers call it."""
+
+    def __init__(self, jobs: Sequence[object], plan: Callable[[object], tuple | None],
+                 most: int) -> None:
+        self._upcoming = list(jobs)
+        self._plan = plan
+        self._most = most
+        self._ready: dict[object, Prestarted] = {}
+        self._starting: set[object] = set()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def take(self, job: object, env: dict[str, str]) -> Prestarted | None:
+        """The kernel started for ``job`` (None if there is none, or it was started with
+        another environment, e.g. another GPU: then it is discarded)."""
+        with self._cond:
+            if job in self._upcoming:
+                self._upcoming.remove(job)
+            while job in self._starting:  # being launched right now: a fraction of a second
+                self._cond.wait()
+            kernel = self._ready.pop(job, None)
+        if kernel is not None and kernel.env != env:
+            kernel.discard()
+            return None
+        return kernel
+
+    def start_next(self, env: dict[str, str]) -> None:
+        """Start the kernel of the first upcoming job (if fewer than ``most`` wait). Never
+        raises: a kernel that cannot start ahead starts in its own grading, as without this."""
+        with self._cond:
+            if self._closed or len(self._ready) + len(self._starting) >= self._most \
+                    or not self._upcoming:
+                return
+            job = self._upcoming.pop(0)
+            self._starting.add(job)
+        kernel = None
+        try:
+            plan = self._plan(job)
+            if plan is not None:
+                folder, files, kernel_name, modules = plan
+                size = sum(_size(p) if p.is_dir() else p.stat().st_size for p in files)
+                if size <= MAX_WORK_BYTES:
+                    kernel = start(folder, files, kernel_name, env, modules)
+        except Exception:  # noqa: BLE001 (the job's grading starts its own kernel)
+            kernel = None
+        with self._cond:
+            self._starting.discard(job)
+            if kernel is not None and not self._closed:
+                self._ready[job], kernel = kernel, None
+            self._cond.notify_all()
+        if kernel is not None:  # closed meanwhile
+            kernel.discard()
+
+    def close(self) -> None:
+        """Discard every kernel still waiting."""
+        with self._cond:
+            self._closed = True
+            waiting, self._ready = list(self._ready.values()), {}
+        for kernel in waiting:
+            kernel.discard()
+
+
+# ------------------------------------------------------------------ the grading process's side
+class _Process:
+    """The started kernel's process, as a :class:`subprocess.Popen` for jupyter_client's
+    provisioner (the grading parent started it and reaps it)."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._proc = psutil.Process(pid)
+
+    def poll(self) -> int | None:
+        try:
+            running = self._proc.is_running() and self._proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            running = False
+        return None if running else -signal.SIGKILL
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        # polled: the process is not our child (a zombie until its parent reaps it)
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None and (end is None or time.monotonic() < end):
+            time.sleep(0.05)
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def adopt(record: str | Path | None, cwd: str | Path, kernel_name: str) -> Any | None:
+    """A kernel manager for the kernel started ahead for this notebook, or None (no record, a
+    kernel gone, another kernel name, or files in ``cwd`` that differ from the kernel's)."""
+    if not record:
+        return None
+    try:
+        facts = json.loads(Path(record).read_text())
+        if facts["kernel_name"] != kernel_name or facts["fingerprint"] != fingerprint(Path(cwd)):
+            return None
+        process = _Process(int(facts["pid"]))
+        if process.poll() is not None:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return None
+    from jupyter_client.provisioning import LocalProvisioner
+
+    from graders.sandbox import SandboxKernelManager
+
+    km = SandboxKernelManager(kernel_name=kernel_name, connection_file=facts["connection_file"])
+    km.load_connection_file()
+    km._run_dir = Path(facts["run_dir"])
+    provisioner = LocalProvisioner(kernel_id=km.kernel_id or "prestarted",
+                                   kernel_spec=km.kernel_spec, parent=km)
+    provisioner.process, provisioner.pid = process, process.pid
+    provisioner.connection_info = km.get_connection_info()
+    km.provisioner = provisioner
+    return km
+
+
+# ------------------------------------------------------------------------------- a course's
+def course_plan(
+    course: Any, scratch_root: Path, setup_cells: Sequence[str] = ("setup",)
+) -> Callable[[Any], tuple | None]:
+    """``plan`` for :class:`Ahead` over a course's jobs (:class:`graders.parallel.Job`): the
+    kernel's files are the submission's and then the assignment's source files (as nbgrader
+    overwrites them), its kernel name and modules those of the source notebook."""
+    import fnmatch
+
+    from graders import notebooks
+    from graders.course import GRADING_FOLDER
+    from graders.sandbox import work_files
+
+    per_assignment: dict[str, tuple[str, list[str]]] = {}
+
+    def plan(job: Any) -> tuple | None:
+        a = job.assignment
+        if a not in per_assignment:
+            nb = notebooks.read(course.source_path(a))
+            sources = [c.source for c in nb.cells
+                       if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") in setup_cells]
+            name = nb.metadata.get("kernelspec", {}).get("name", "python3")
+            per_assignment[a] = (name, setup_modules(sources))
+        kernel_name, modules = per_assignment[a]
+        source = [p for p in work_files(course.folder("source", ".", a))
+                  if p.name != GRADING_FOLDER
+                  and not any(fnmatch.fnmatch(p.name, pat) for pat in course.settings.ignore)]
+        files = [*work_files(course.submission_path(job.student, a).parent), *source]
+        return scratch_root / "ahead" / f"{a}--{job.student}", files, kernel_name, modules
+
+    return plan

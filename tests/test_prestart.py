@@ -1,0 +1,168 @@
+"""Kernels started ahead (graders.prestart): what goes in, who may adopt one, and that the
+student's kernel is the same as one started by nbgrader (namespace, files, limits)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from graders import prestart, runner, sandbox
+from graders.runner import Limits
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+
+
+def test_setup_modules_are_the_setup_cells_imports():
+    setup = ("%matplotlib inline\nimport time\nimport numpy as np, torch.nn\n"
+             "from dlworkshop import checks, data\nfrom .x import y\nfrom os.path import *\n"
+             "if True:\n    import json\n")
+    assert prestart.setup_modules([setup, "this is not python (", "import time"]) == [
+        "time", "numpy", "torch.nn", "dlworkshop", "dlworkshop.checks", "dlworkshop.data",
+        "os.path"]
+
+
+def test_fingerprint_sees_names_contents_and_links_but_not_notebooks(tmp_path):
+    (tmp_path / "data.csv").write_text("1,2")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "w.txt").write_text("a")
+    (tmp_path / "a.ipynb").write_text("{}")
+    first = prestart.fingerprint(tmp_path)
+    assert [row[0] for row in first] == ["data.csv", "sub", "sub/w.txt"]
+    (tmp_path / "a.ipynb").write_text("changed")  # the notebook is never shown to the kernel
+    assert prestart.fingerprint(tmp_path) == first
+    (tmp_path / "sub" / "w.txt").write_text("b")  # same size, other content
+    assert prestart.fingerprint(tmp_path) != first
+
+
+class FakeKernel:
+    def __init__(self, job: str, env: dict) -> None:
+        self.job, self.env, self.discarded = job, env, 0
+
+    def discard(self) -> None:
+        self.discarded += 1
+
+
+def test_each_kernel_ahead_goes_to_its_own_job_once(monkeypatch, tmp_path):
+    started: list[FakeKernel] = []
+
+    def fake_start(folder, files, kernel_name, env, modules):
+        started.append(FakeKernel(folder.name, env))
+        return started[-1]
+
+    monkeypatch.setattr(prestart, "start", fake_start)
+    ahead = prestart.Ahead(["a", "b", "c", "d"], lambda job: (tmp_path / job, [], "k", []), 2)
+    env = {"OMP_NUM_THREADS": "1"}
+    assert ahead.take("a", env) is None  # nothing was started for the first job
+    ahead.start_next(env)  # b
+    ahead.start_next(env)  # c
+    ahead.start_next(env)  # two wait already: no more
+    assert [k.job for k in started] == ["b", "c"]
+    assert ahead.take("c", env) is started[1]
+    assert ahead.take("c", env) is None  # never twice
+    assert ahead.take("b", {"CUDA_VISIBLE_DEVICES": "1"}) is None  # started for another slot
+    assert started[0].discarded == 1
+    ahead.start_next(env)  # d
+    ahead.close()
+    assert started[2].job == "d" and started[2].discarded == 1
+    ahead.start_next(env)
+    assert len(started) == 3  # closed: nothing more starts
+
+
+def test_a_job_whose_kernel_is_being_launched_waits_for_it(monkeypatch, tmp_path):
+    def slow_start(folder, files, kernel_name, env, modules):
+        time.sleep(0.3)
+        return FakeKernel(folder.name, env)
+
+    monkeypatch.setattr(prestart, "start", slow_start)
+    ahead = prestart.Ahead(["a"], lambda job: (tmp_path / job, [], "k", []), 1)
+    import threading
+
+    t = threading.Thread(target=ahead.start_next, args=({},))
+    t.start()
+    time.sleep(0.05)
+    kernel = ahead.take("a", {})
+    t.join()
+    assert kernel is not None and kernel.job == "a"
+
+
+@pytest.fixture
+def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path]]:
+    """A kernel started ahead for a folder with one data file, and that folder."""
+    base = Path(tempfile.mkdtemp(prefix="prestart-test-", dir="/var/tmp"))
+    base.chmod(0o755)
+    submitted = base / "submitted"
+    submitted.mkdir()
+    (submitted / "data.txt").write_text("forty-two")
+    (submitted / "answer.ipynb").write_text("{}")
+    env = {**os.environ, **sandbox.Limits().to_env(), sandbox.ENV_HIDE: str(base)}
+    kernel = prestart.start(base / "ahead", sandbox.work_files(submitted), "python3", env,
+                            ["fractions", "email.mime.text", "email.nosuch"])
+    try:
+        yield kernel, submitted
+    finally:
+        kernel.discard()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_bwrap
+def test_an_adopted_kernel_is_a_clean_sandboxed_kernel_with_its_modules_loaded(started):
+    kernel, folder = started
+    km = prestart.adopt(kernel.record, folder, "python3")
+    assert km is not None and km.agent_folder is not None
+    nb = new_notebook(cells=[new_code_cell(
+        "import sys, os\n"
+        "print(sorted(k for k in globals() if not k.startswith('_') and k not in"
+        " ('In', 'Out', 'exit', 'quit', 'get_ipython', 'open', 'sys', 'os')))\n"
+        "print('fractions' in sys.modules, 'email.mime.text' in sys.modules)\n"
+        "print(open('data.txt').read(), os.getcwd(), os.path.exists(%r))" % str(folder))])
+    client = NotebookClient(nb, km=km, timeout=60)
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[0], 0)
+    run_sync(km.shutdown_kernel)(now=True)
+    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert text.splitlines() == ["[]", "True True", f"forty-two {sandbox.SANDBOX_WORK} False"]
+    assert psutil.Process(kernel.pid).status() == psutil.STATUS_ZOMBIE  # killed; parent reaps
+
+
+@needs_bwrap
+def test_a_kernel_is_adopted_only_for_the_files_and_kernel_it_was_started_for(started):
+    kernel, folder = started
+    assert prestart.adopt(None, folder, "python3") is None
+    assert prestart.adopt(kernel.record, folder, "other-kernel") is None
+    (folder / "extra.txt").write_text("x")
+    assert prestart.adopt(kernel.record, folder, "python3") is None
+    (folder / "extra.txt").unlink()
+    (folder / "data.txt").write_text("forty-one")
+    assert prestart.adopt(kernel.record, folder, "python3") is None
+    (folder / "data.txt").write_text("forty-two")
+    assert prestart.adopt(kernel.record, folder, "python3") is not None
+    kernel.discard()
+    assert prestart.adopt(kernel.record, folder, "python3") is None  # gone
+
+
+def test_the_watchdog_counts_and_kills_a_watched_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "KERNEL_KILL_GRACE_S", 1.0)  # the grading process is sleep
+    hog = subprocess.Popen([sys.executable, "-c",
+                            "b = bytearray(300 * 2**20); import time; time.sleep(60)"],
+                           start_new_session=True)
+    try:
+        time.sleep(1.5)
+        run = runner.run_limited(
+            [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, dict(os.environ),
+            Limits(wall_s=20, memory_mb=200), tmp_path / "log", watch=[hog.pid])
+        assert run.killed is not None and "MiB" in run.killed[1]
+        assert hog.wait(timeout=10) is not None
+    finally:
+        hog.kill()
