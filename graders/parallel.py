@@ -503,7 +503,7 @@ def autograde(
         args, env = kernel_arguments(sandbox, course, scratch_root, shared)
         orders = {a: course.cell_order(a) for a in assignments}
         if sandbox.active and settings.prestart:
-            ahead = prestart.Ahead(jobs, prestart.course_plan(course, scratch_root), len(slots))
+            ahead = prestart.Ahead(prestart.course_plan(course, scratch_root), len(slots))
         ctx = _Context(
             course, scratch_root, templates, orders, timeouts, limits, args, env,
             stopping.is_set, ahead,
@@ -529,6 +529,8 @@ def autograde(
                 elif pre and pre[0] == MISSING:
                     results[job] = job.grade(*pre)
                 else:
+                    if ahead and not pre:  # queued in this order; refused ones start no kernel
+                        ahead.expect(job)
                     futures[pool.submit(in_a_slot, job, pre[1] if pre else "")] = job
             bar.update(len(results))
             try:

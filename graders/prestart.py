@@ -203,8 +203,8 @@ class Ahead:
     modules) or None when it gets none; ``env`` is the worker's kernel environment. Thread-safe:
     the batch's workers call it."""
 
-    def __init__(self, jobs: Sequence[object], plan: Callable[[object], tuple | None],
-                 most: int) -> None:
+    def __init__(self, plan: Callable[[object], tuple | None], most: int,
+                 jobs: Sequence[object] = ()) -> None:
         self._upcoming = list(jobs)
         self._plan = plan
         self._most = most
@@ -212,6 +212,11 @@ class Ahead:
         self._starting: set[object] = set()
         self._cond = threading.Condition()
         self._closed = False
+
+    def expect(self, job: object) -> None:
+        """``job`` is queued (after the ones expected before it)."""
+        with self._cond:
+            self._upcoming.append(job)
 
     def take(self, job: object, env: dict[str, str]) -> Prestarted | None:
         """The kernel started for ``job`` (None if there is none, or it was started with

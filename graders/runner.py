@@ -115,17 +115,32 @@ class ForkedNbgrader:
     def __init__(
         self, argv: list[str], cwd: Path, env: dict[str, str], log: Path, marker: Path
     ) -> None:
-        if ForkedNbgrader._context is None:
-            import multiprocessing
-
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(FORKSERVER_PRELOAD)
-            ForkedNbgrader._context = context
-        self._proc = self._context.Process(
+        self._proc = self.context().Process(
             target=nbgrader_main, args=(argv, str(cwd), env, str(log), str(marker)), daemon=False
         )
         self._proc.start()
         self.pid = self._proc.pid
+
+    @classmethod
+    def context(cls):  # noqa: ANN206 (a multiprocessing context)
+        """The forkserver context (started on first use, once per process)."""
+        if cls._context is None:
+            import multiprocessing
+
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(FORKSERVER_PRELOAD)
+            cls._context = context
+        return cls._context
+
+    @classmethod
+    def warm_up(cls) -> float:
+        """Start the forkserver now and wait until it has imported its modules (benchmarks
+        time this once-per-process cost apart from the notebooks'); its seconds."""
+        start = time.monotonic()
+        proc = cls.context().Process(target=int)
+        proc.start()
+        proc.join()
+        return time.monotonic() - start
 
     def poll(self) -> int | None:
         return None if self._proc.is_alive() else self._proc.exitcode

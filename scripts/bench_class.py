@@ -168,9 +168,9 @@ class Timings:
         run_limited, prepare, record = (runner.run_limited, parallel.prepare_scratch,
                                         parallel.record)
 
-        def timed_run(cmd, cwd, env, limits, log, stop=lambda: False):
+        def timed_run(cmd, cwd, env, limits, log, stop=lambda: False, **kwargs):
             start = time.time()
-            run = run_limited(cmd, cwd, env, limits, log, stop)
+            run = run_limited(cmd, cwd, env, limits, log, stop, **kwargs)
             end = time.time()
             path = Path(env.get(ENV_PROGRESS, "") or os.devnull)
             last = path.stat().st_mtime if path.is_file() else None
@@ -509,6 +509,10 @@ def main() -> None:
             shutil.copytree(course.folder("release", ".", a), released.folder("release", ".", a))
         shutil.copy2(course.root / "gradebook.db", released.root / "gradebook.db")
         who = {a: hand_in(course, a, args.students) for a in assignments}
+        # once per `graders autograde` process, not per notebook: timed apart
+        forkserver = runner.ForkedNbgrader.warm_up()
+        info["note"] = (f"{info['note']} The forkserver the grading processes fork from "
+                        f"started once, in {forkserver:.1f} s (not in the figures below).").strip()
         timings = Timings()
         batches, splits, serial = [], {}, {}
         for a in assignments:  # each assignment's batch, then its serial sample, close in time
@@ -519,6 +523,9 @@ def main() -> None:
             splits[a] = [s for s in (timings.split(a, r.student) for r in batch.results) if s]
             print(f"{a}: {batch.wall:.0f} s, {counts_line([r.status for r in batch.results])}",
                   flush=True)
+            for r in batch.results:  # what a benchmark of a broken grader would hide
+                if r.status not in ("graded", "flagged"):
+                    print(f"  {r.student} ({who[a][r.student][1]}): {r.status}: {r.reason}")
             sample = [s for s, (kind, _) in who[a].items() if kind not in NOT_IN_SERIAL]
             if sample[:args.serial]:
                 serial[a] = compare_serial(released, course, base, batch,

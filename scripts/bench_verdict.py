@@ -18,7 +18,7 @@ elsewhere on the machine falls on both alike):
 ``--tool graders`` grades through :func:`graders.parallel.autograde` (one worker, what
 ``python -m graders autograde`` does: forked nbgrader processes that start with torch and the
 course imported) and reports the grading process's seconds per submission; the forkserver they
-fork from starts once per batch (about 6 s), so one untimed grading starts it first. Both must
+fork from starts once per batch (about 6 s), so it is started before the timing. Both must
 give the reference full marks. Reported per assignment: the median and the mean of the whole
 ``nbgrader autograde`` command for each, and the ratio of the medians. Appends a
 dated section to ``--out`` (default docs/benchmarks/verdict.md) with the machine's load.
@@ -114,8 +114,9 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = []
     if args.tool == "graders":  # the forkserver starts once per process: not in the figures
-        with tempfile.TemporaryDirectory() as tmp:
-            _grade(_course(Path(tmp), "warm-up", names[0]), names[0], env, args.tool)
+        from graders import runner
+
+        print(f"forkserver started in {runner.ForkedNbgrader.warm_up():.1f} s", flush=True)
     for name in names:
         t = bench(name, args.repeats, env, args.tool)
         v, k = statistics.median(t["verdict"]), statistics.median(t["in-kernel"])

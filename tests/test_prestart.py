@@ -62,7 +62,8 @@ def test_each_kernel_ahead_goes_to_its_own_job_once(monkeypatch, tmp_path):
         return started[-1]
 
     monkeypatch.setattr(prestart, "start", fake_start)
-    ahead = prestart.Ahead(["a", "b", "c", "d"], lambda job: (tmp_path / job, [], "k", []), 2)
+    ahead = prestart.Ahead(lambda job: (tmp_path / job, [], "k", []), 2, ["a", "b", "c"])
+    ahead.expect("d")
     env = {"OMP_NUM_THREADS": "1"}
     assert ahead.take("a", env) is None  # nothing was started for the first job
     ahead.start_next(env)  # b
@@ -86,7 +87,7 @@ def test_a_job_whose_kernel_is_being_launched_waits_for_it(monkeypatch, tmp_path
         return FakeKernel(folder.name, env)
 
     monkeypatch.setattr(prestart, "start", slow_start)
-    ahead = prestart.Ahead(["a"], lambda job: (tmp_path / job, [], "k", []), 1)
+    ahead = prestart.Ahead(lambda job: (tmp_path / job, [], "k", []), 1, ["a"])
     import threading
 
     t = threading.Thread(target=ahead.start_next, args=({},))
@@ -121,12 +122,13 @@ def test_an_adopted_kernel_is_a_clean_sandboxed_kernel_with_its_modules_loaded(s
     kernel, folder = started
     km = prestart.adopt(kernel.record, folder, "python3")
     assert km is not None and km.agent_folder is not None
+    probe = f"os.path.exists({str(folder)!r})"
     nb = new_notebook(cells=[new_code_cell(
         "import sys, os\n"
         "print(sorted(k for k in globals() if not k.startswith('_') and k not in"
         " ('In', 'Out', 'exit', 'quit', 'get_ipython', 'open', 'sys', 'os')))\n"
         "print('fractions' in sys.modules, 'email.mime.text' in sys.modules)\n"
-        "print(open('data.txt').read(), os.getcwd(), os.path.exists(%r))" % str(folder))])
+        f"print(open('data.txt').read(), os.getcwd(), {probe})")])
     client = NotebookClient(nb, km=km, timeout=60)
     with client.setup_kernel():
         client.execute_cell(nb.cells[0], 0)
