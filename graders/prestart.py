@@ -305,14 +305,17 @@ class _Process:
 
 def adopt(record: str | Path | None, cwd: str | Path, kernel_name: str) -> Any | None:
     """A kernel manager for the kernel started ahead for this notebook, or None (no record, a
-    kernel gone, another kernel name, or files in ``cwd`` that differ from the kernel's)."""
+    kernel gone, another kernel name, or files in ``cwd`` that differ from the kernel's). A
+    kernel that does not fit is stopped here: it would only hold memory the run is charged."""
     if not record:
         return None
     try:
         facts = json.loads(Path(record).read_text())
-        if facts["kernel_name"] != kernel_name or facts["fingerprint"] != fingerprint(Path(cwd)):
-            return None
         process = _Process(int(facts["pid"]))
+        if facts["kernel_name"] != kernel_name or facts["fingerprint"] != fingerprint(Path(cwd)):
+            with contextlib.suppress(OSError):
+                process.kill()
+            return None
         if process.poll() is not None:
             return None
     except (OSError, ValueError, KeyError, TypeError, psutil.Error):

@@ -149,6 +149,13 @@ def test_a_kernel_is_adopted_only_for_the_files_and_kernel_it_was_started_for(st
     (folder / "data.txt").write_text("forty-one")
     assert prestart.adopt(kernel.record, folder, "python3") is None
     (folder / "data.txt").write_text("forty-two")
+    assert prestart.adopt(kernel.record, folder, "python3") is None  # stopped when it did not fit
+    assert kernel.km.provisioner.process.wait(timeout=10) is not None
+
+
+@needs_bwrap
+def test_a_kernel_that_fits_is_adopted_and_a_discarded_one_never(started):
+    kernel, folder = started
     assert prestart.adopt(kernel.record, folder, "python3") is not None
     kernel.discard()
     assert prestart.adopt(kernel.record, folder, "python3") is None  # gone
