@@ -17,7 +17,9 @@ ever touches another student's rows or files.
 Kernels run in a bubblewrap sandbox (:mod:`graders.sandbox`) when it is available: the course,
 the repository and the scratch course are hidden, except the notebook's own folder, and the
 virtual environment and ``src/`` are read-only. Without it student code runs with the
-instructor's rights, and every report says so loudly.
+instructor's rights, and every report says so loudly. Sandboxed, a worker that begins a
+submission also starts the next one's kernel (:mod:`graders.prestart`), which that submission's
+grading run adopts.
 """
 
 from __future__ import annotations

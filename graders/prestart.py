@@ -37,12 +37,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from graders.verdict.execute import ENV_PROGRESS
 
 #: Environment variable naming the record of the kernel started for the grading process.
 ENV_PRESTARTED = "GRADERS_PRESTARTED"
@@ -115,6 +117,13 @@ def fingerprint(folder: Path) -> list[list[Any]]:
     for entry in work_files(folder):
         add(entry)
     return rows
+
+
+def environment_digest(env: Mapping[str, str]) -> str:
+    """What a kernel's environment would be, as a digest: the variables a grading run passes
+    to its kernel, but for the two that name this run's own files."""
+    kept = sorted((k, v) for k, v in env.items() if k not in (ENV_PRESTARTED, ENV_PROGRESS))
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
 
 
 def _size(folder: Path) -> int:
@@ -191,7 +200,7 @@ def start(
     kernel.record.write_text(json.dumps({
         "pid": kernel.pid, "connection_file": km.connection_file,
         "run_dir": str(km.agent_folder), "kernel_name": kernel_name,
-        "fingerprint": fingerprint(work),
+        "fingerprint": fingerprint(work), "environment": environment_digest(env),
     }))
     return kernel
 
@@ -303,16 +312,22 @@ class _Process:
         self.send_signal(signal.SIGTERM)
 
 
-def adopt(record: str | Path | None, cwd: str | Path, kernel_name: str) -> Any | None:
+def adopt(
+    record: str | Path | None, cwd: str | Path, kernel_name: str,
+    env: Mapping[str, str] | None = None,
+) -> Any | None:
     """A kernel manager for the kernel started ahead for this notebook, or None (no record, a
-    kernel gone, another kernel name, or files in ``cwd`` that differ from the kernel's). A
+    kernel gone, another kernel name, files in ``cwd`` that differ from the kernel's, or an
+    environment ``env``, default this process's, other than the one it was started with). A
     kernel that does not fit is stopped here: it would only hold memory the run is charged."""
     if not record:
         return None
     try:
         facts = json.loads(Path(record).read_text())
         process = _Process(int(facts["pid"]))
-        if facts["kernel_name"] != kernel_name or facts["fingerprint"] != fingerprint(Path(cwd)):
+        if (facts["kernel_name"] != kernel_name
+                or facts["environment"] != environment_digest(os.environ if env is None else env)
+                or facts["fingerprint"] != fingerprint(Path(cwd))):
             with contextlib.suppress(OSError):
                 process.kill()
             return None

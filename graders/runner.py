@@ -145,8 +145,8 @@ class ForkedNbgrader:
     def poll(self) -> int | None:
         return None if self._proc.is_alive() else self._proc.exitcode
 
-    def wait(self) -> int | None:
-        self._proc.join()
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._proc.join(timeout)
         return self._proc.exitcode
 
     @property
@@ -403,7 +403,8 @@ def run_limited(
                 _kill_kernel_then_wait(root, popen, KERNEL_KILL_GRACE_S, kernels)
             popen.wait()
             break
-        time.sleep(POLL_S)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # back at once when it exits
+            popen.wait(timeout=POLL_S)
     kill_tree(p for p in seen.values() if p.is_running())  # kernels nbgrader left behind
     error = None
     if marker.is_file():

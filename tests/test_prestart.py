@@ -99,8 +99,8 @@ def test_a_job_whose_kernel_is_being_launched_waits_for_it(monkeypatch, tmp_path
 
 
 @pytest.fixture
-def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path]]:
-    """A kernel started ahead for a folder with one data file, and that folder."""
+def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path, dict[str, str]]]:
+    """A kernel started ahead for a folder with one data file, that folder, its environment."""
     base = Path(tempfile.mkdtemp(prefix="prestart-test-", dir="/var/tmp"))
     base.chmod(0o755)
     submitted = base / "submitted"
@@ -111,7 +111,7 @@ def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path]]:
     kernel = prestart.start(base / "ahead", sandbox.work_files(submitted), "python3", env,
                             ["fractions", "email.mime.text", "email.nosuch"])
     try:
-        yield kernel, submitted
+        yield kernel, submitted, env
     finally:
         kernel.discard()
         shutil.rmtree(base, ignore_errors=True)
@@ -119,8 +119,8 @@ def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path]]:
 
 @needs_bwrap
 def test_an_adopted_kernel_is_a_clean_sandboxed_kernel_with_its_modules_loaded(started):
-    kernel, folder = started
-    km = prestart.adopt(kernel.record, folder, "python3")
+    kernel, folder, env = started
+    km = prestart.adopt(kernel.record, folder, "python3", env)
     assert km is not None and km.agent_folder is not None
     probe = f"os.path.exists({str(folder)!r})"
     nb = new_notebook(cells=[new_code_cell(
@@ -139,26 +139,27 @@ def test_an_adopted_kernel_is_a_clean_sandboxed_kernel_with_its_modules_loaded(s
 
 
 @needs_bwrap
-def test_a_kernel_is_adopted_only_for_the_files_and_kernel_it_was_started_for(started):
-    kernel, folder = started
-    assert prestart.adopt(None, folder, "python3") is None
-    assert prestart.adopt(kernel.record, folder, "other-kernel") is None
-    (folder / "extra.txt").write_text("x")
-    assert prestart.adopt(kernel.record, folder, "python3") is None
-    (folder / "extra.txt").unlink()
-    (folder / "data.txt").write_text("forty-one")
-    assert prestart.adopt(kernel.record, folder, "python3") is None
-    (folder / "data.txt").write_text("forty-two")
-    assert prestart.adopt(kernel.record, folder, "python3") is None  # stopped when it did not fit
-    assert kernel.km.provisioner.process.wait(timeout=10) is not None
+@pytest.mark.parametrize("differs", ["kernel name", "environment", "a file more", "a file's bytes"])
+def test_a_kernel_that_does_not_fit_its_notebook_is_stopped_not_adopted(started, differs):
+    kernel, folder, env = started
+    assert prestart.adopt(None, folder, "python3", env) is None  # nothing offered
+    name = "other-kernel" if differs == "kernel name" else "python3"
+    if differs == "environment":
+        env = {**env, "OMP_NUM_THREADS": "9"}
+    if differs == "a file more":
+        (folder / "extra.txt").write_text("x")
+    if differs == "a file's bytes":
+        (folder / "data.txt").write_text("forty-one")  # same size
+    assert prestart.adopt(kernel.record, folder, name, env) is None
+    assert kernel.km.provisioner.process.wait(timeout=10) is not None  # stopped
 
 
 @needs_bwrap
 def test_a_kernel_that_fits_is_adopted_and_a_discarded_one_never(started):
-    kernel, folder = started
-    assert prestart.adopt(kernel.record, folder, "python3") is not None
+    kernel, folder, env = started
+    assert prestart.adopt(kernel.record, folder, "python3", env) is not None
     kernel.discard()
-    assert prestart.adopt(kernel.record, folder, "python3") is None  # gone
+    assert prestart.adopt(kernel.record, folder, "python3", env) is None  # gone
 
 
 def test_the_watchdog_counts_and_kills_a_watched_kernel(tmp_path, monkeypatch):
