@@ -387,6 +387,8 @@ def grade_in_scratch(
         finally:
             if kernel:
                 kernel.discard()
+        if ctx.ahead:
+            ctx.ahead.learn(env, progress_file.with_name(prestart.ENVIRONMENT))
         seconds += run.seconds
         out = in_scratch(ctx.course, scratch, "autograded", job.student, job.assignment)
         # nbgrader writes the notebook twice: sanitized before it runs, graded after; only a

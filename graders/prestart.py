@@ -119,11 +119,28 @@ def fingerprint(folder: Path) -> list[list[Any]]:
     return rows
 
 
-def environment_digest(env: Mapping[str, str]) -> str:
-    """What a kernel's environment would be, as a digest: the variables a grading run passes
-    to its kernel, but for the two that name this run's own files."""
-    kept = sorted((k, v) for k, v in env.items() if k not in (ENV_PRESTARTED, ENV_PROGRESS))
-    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+def environment_digest(env: Mapping[str, str]) -> dict[str, str]:
+    """A kernel's environment, each value as a digest (the record names what differs without
+    holding the grader's values): the variables a grading run passes to its kernel, but for
+    the two that name this run's own files."""
+    return {k: hashlib.sha256(v.encode()).hexdigest()[:16] for k, v in sorted(env.items())
+            if k not in (ENV_PRESTARTED, ENV_PROGRESS)}
+
+
+def differences(record: Mapping[str, Any], kernel_name: str, env: Mapping[str, str],
+                cwd: Path) -> list[str]:
+    """Why a kernel started with ``record`` does not fit a notebook run in ``cwd`` with this
+    kernel name and environment (nothing: it fits)."""
+    why = []
+    if record["kernel_name"] != kernel_name:
+        why.append(f"kernel {record['kernel_name']} is not {kernel_name}")
+    want, have = environment_digest(env), record["environment"]
+    names = sorted(k for k in {*want, *have} if want.get(k) != have.get(k))
+    if names:
+        why.append("environment differs in " + ", ".join(names[:8]))
+    if record["fingerprint"] != fingerprint(cwd):
+        why.append("the notebook's folder holds other files")
+    return why
 
 
 def _size(folder: Path) -> int:
@@ -142,7 +159,7 @@ class Prestarted:
 
     km: Any  # graders.sandbox.SandboxKernelManager
     folder: Path  # its work folder and record
-    env: dict[str, str]
+    env: dict[str, str]  # the environment its worker grades with (see Ahead.take)
 
     @property
     def record(self) -> Path:
@@ -219,6 +236,7 @@ class Ahead:
         self._most = most
         self._ready: dict[object, Prestarted] = {}
         self._starting: set[object] = set()
+        self._learned: tuple[dict[str, str], set[str]] | None = None
         self._cond = threading.Condition()
         self._closed = False
 
@@ -226,6 +244,31 @@ class Ahead:
         """``job`` is queued (after the ones expected before it)."""
         with self._cond:
             self._upcoming.append(job)
+
+    def learn(self, env: dict[str, str], seen: Path) -> None:
+        """What a grading process run with ``env`` gave its kernel (``seen``, written by
+        :func:`note_environment`; nbgrader and the course's configuration add variables):
+        kernels started from now on get the same. Until a run has said, none is started."""
+        with self._cond:
+            if self._learned is not None:
+                return
+            try:
+                kernel_env = json.loads(seen.read_text())
+            except (OSError, ValueError):
+                return
+            if isinstance(kernel_env, dict):
+                added = {k: v for k, v in kernel_env.items() if env.get(k) != v}
+                gone = {k for k in env if k not in kernel_env} - {ENV_PRESTARTED, ENV_PROGRESS}
+                self._learned = added, gone
+
+    def kernel_env(self, env: dict[str, str]) -> dict[str, str] | None:
+        """The environment a grading process run with ``env`` gives its kernel (None: not known
+        yet)."""
+        with self._cond:
+            if self._learned is None:
+                return None
+            added, gone = self._learned
+        return {**{k: v for k, v in env.items() if k not in gone}, **added}
 
     def take(self, job: object, env: dict[str, str]) -> Prestarted | None:
         """The kernel started for ``job`` (None if there is none, or it was started with
@@ -244,6 +287,9 @@ class Ahead:
     def start_next(self, env: dict[str, str]) -> None:
         """Start the kernel of the first upcoming job (if fewer than ``most`` wait). Never
         raises: a kernel that cannot start ahead starts in its own grading, as without this."""
+        kernel_env = self.kernel_env(env)
+        if kernel_env is None:
+            return
         with self._cond:
             if self._closed or len(self._ready) + len(self._starting) >= self._most \
                     or not self._upcoming:
@@ -257,7 +303,8 @@ class Ahead:
                 folder, files, kernel_name, modules = plan
                 size = sum(_size(p) if p.is_dir() else p.stat().st_size for p in files)
                 if size <= MAX_WORK_BYTES:
-                    kernel = start(folder, files, kernel_name, env, modules)
+                    kernel = start(folder, files, kernel_name, kernel_env, modules)
+                    kernel.env = dict(env)
         except Exception:  # noqa: BLE001 (the job's grading starts its own kernel)
             kernel = None
         with self._cond:
@@ -278,6 +325,19 @@ class Ahead:
 
 
 # ------------------------------------------------------------------ the grading process's side
+ENVIRONMENT = "kernel-environment.json"
+
+
+def note_environment(env: Mapping[str, str]) -> None:
+    """Write the environment this grading process gives its kernel next to its progress file
+    (the batch's scratch course, which no kernel sees), for :meth:`Ahead.learn`."""
+    progress = env.get(ENV_PROGRESS)
+    if progress:
+        kept = {k: v for k, v in env.items() if k not in (ENV_PRESTARTED, ENV_PROGRESS)}
+        with contextlib.suppress(OSError):
+            Path(progress).with_name(ENVIRONMENT).write_text(json.dumps(kept))
+
+
 class _Process:
     """The started kernel's process, as a :class:`subprocess.Popen` for jupyter_client's
     provisioner (the grading parent started it and reaps it)."""
@@ -314,20 +374,22 @@ class _Process:
 
 def adopt(
     record: str | Path | None, cwd: str | Path, kernel_name: str,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, log: Callable[..., None] = lambda *args: None,
 ) -> Any | None:
     """A kernel manager for the kernel started ahead for this notebook, or None (no record, a
     kernel gone, another kernel name, files in ``cwd`` that differ from the kernel's, or an
     environment ``env``, default this process's, other than the one it was started with). A
-    kernel that does not fit is stopped here: it would only hold memory the run is charged."""
+    kernel that does not fit is stopped here (it would only hold memory the run is charged for)
+    and ``log`` says why."""
     if not record:
         return None
     try:
         facts = json.loads(Path(record).read_text())
         process = _Process(int(facts["pid"]))
-        if (facts["kernel_name"] != kernel_name
-                or facts["environment"] != environment_digest(os.environ if env is None else env)
-                or facts["fingerprint"] != fingerprint(Path(cwd))):
+        why = differences(facts, kernel_name, os.environ if env is None else env, Path(cwd))
+        if why:
+            log("the kernel started ahead does not fit this notebook (%s): starting one",
+                "; ".join(why))
             with contextlib.suppress(OSError):
                 process.kill()
             return None

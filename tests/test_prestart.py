@@ -66,6 +66,10 @@ def test_each_kernel_ahead_goes_to_its_own_job_once(monkeypatch, tmp_path):
     ahead.expect("d")
     env = {"OMP_NUM_THREADS": "1"}
     assert ahead.take("a", env) is None  # nothing was started for the first job
+    ahead.start_next(env)  # nothing either: no grading run has said what its kernel gets
+    assert not started
+    (tmp_path / "seen.json").write_text('{"OMP_NUM_THREADS": "1"}')
+    ahead.learn(env, tmp_path / "seen.json")
     ahead.start_next(env)  # b
     ahead.start_next(env)  # c
     ahead.start_next(env)  # two wait already: no more
@@ -88,6 +92,8 @@ def test_a_job_whose_kernel_is_being_launched_waits_for_it(monkeypatch, tmp_path
 
     monkeypatch.setattr(prestart, "start", slow_start)
     ahead = prestart.Ahead(lambda job: (tmp_path / job, [], "k", []), 1, ["a"])
+    (tmp_path / "seen.json").write_text("{}")
+    ahead.learn({}, tmp_path / "seen.json")
     import threading
 
     t = threading.Thread(target=ahead.start_next, args=({},))
@@ -96,6 +102,21 @@ def test_a_job_whose_kernel_is_being_launched_waits_for_it(monkeypatch, tmp_path
     kernel = ahead.take("a", {})
     t.join()
     assert kernel is not None and kernel.job == "a"
+
+
+def test_kernels_ahead_get_the_environment_a_grading_run_gives_its_kernel(tmp_path):
+    ahead = prestart.Ahead(lambda job: None, 1)
+    given = {"OMP_NUM_THREADS": "2", "DROPPED": "x", prestart.ENV_PROGRESS: "/p"}
+    assert ahead.kernel_env(given) is None
+    seen = tmp_path / prestart.ENVIRONMENT
+    prestart.note_environment({"OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg",
+                               prestart.ENV_PROGRESS: str(tmp_path / "progress.jsonl"),
+                               prestart.ENV_PRESTARTED: "/r"})
+    ahead.learn(given, seen)
+    assert ahead.kernel_env({"OMP_NUM_THREADS": "1", "DROPPED": "y"}) == {
+        "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    assert prestart.environment_digest({"A": "1", prestart.ENV_PROGRESS: "x"}) == \
+        prestart.environment_digest({"A": "1"})
 
 
 @pytest.fixture

@@ -473,15 +473,15 @@ class VerdictExecute(Execute):
         the grading parent offers one that fits; None starts a kernel as usual."""
         from graders import prestart, sandbox
 
+        if self.kernel_manager_class is not sandbox.SandboxKernelManager:
+            return None
+        prestart.note_environment(os.environ)
         record = os.environ.get(prestart.ENV_PRESTARTED)
-        if not record or self.kernel_manager_class is not sandbox.SandboxKernelManager:
+        if not record:
             return None
         kernel_name = self.kernel_name or nb.metadata.get("kernelspec", {}).get("name", "python")
         cwd = ((resources or {}).get("metadata", {}).get("path")) or os.getcwd()
-        km = prestart.adopt(record, cwd, kernel_name)
-        if km is None:
-            self.log.info("the kernel started ahead does not fit this notebook: starting one")
-        return km
+        return prestart.adopt(record, cwd, kernel_name, log=self.log.warning)
 
     def _delimiters(self) -> tuple[str, str]:
         config = self.config.get("ClearHiddenTests", {})
