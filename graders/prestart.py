@@ -16,8 +16,11 @@ Isolation is unchanged, by construction:
   adopts it, and it is killed when that grading ends (adopted or not);
 * the grading process (:class:`graders.verdict.execute.VerdictExecute`) adopts it only when the
   folder nbgrader made for the notebook has exactly the files the kernel was given (same names,
-  kinds and SHA-256 of every file: :func:`fingerprint`) and the kernel name matches; otherwise
-  it starts a fresh kernel as before;
+  kinds and SHA-256 of every file: :func:`fingerprint`), the kernel name matches and the
+  kernel's environment is the one the grading process would give it (nbgrader and the course
+  configuration add variables: :meth:`Ahead.learn` takes them from the batch's first finished
+  run, and no kernel starts ahead before); otherwise it stops that kernel, says why in its log
+  and starts a fresh one as before;
 * while it grades, the kernel's processes count against that submission's limits (memory,
   processes, disk, wall clock: :func:`graders.runner.run_limited` watches them), and any of
   them left afterwards is killed.
