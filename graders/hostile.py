@@ -264,22 +264,31 @@ for _obj in gc.get_objects():
 _dump(_found)
 """, where="last"),
     Trick("files", "readback", _DUMP + """
-import glob, os
+import glob, os, time
 _found = []
 _here = os.getcwd()
 print("files: cwd", _here, sorted(os.listdir(_here))[:20])
+_paths = []
 for _pattern in ("*.ipynb", "../*.ipynb", "../../*/*/*.ipynb", "../../../source/*/*.ipynb",
-                 "/tmp/**/*.ipynb", os.path.expanduser("~/**/*.ipynb"), "/proc/1/cwd/*.ipynb",
-                 "../../../gradebook.db", "/**/gradebook.db"):
-    for _path in glob.glob(_pattern, recursive=True)[:50]:
-        try:
-            _text = open(_path, errors="replace").read()
-        except OSError as err:
-            print("files: cannot read", _path, type(err).__name__)
-            continue
-        print("files: read", _path, len(_text))
-        if "HIDDEN" in _text:
-            _found.append(_text[:5000])
+                 os.path.expanduser("~/*.ipynb"), "/proc/1/cwd/*.ipynb", "../../../gradebook.db"):
+    _paths += glob.glob(_pattern)[:50]
+_until = time.monotonic() + 15  # the whole disk, for as long as a cell may safely run
+for _dir, _subdirs, _names in os.walk("/"):
+    if _dir.startswith(("/proc", "/sys", "/dev")):
+        _subdirs[:] = []
+    _paths += [os.path.join(_dir, n) for n in _names if n.endswith((".ipynb", "gradebook.db"))]
+    if time.monotonic() > _until:
+        print("files: search stopped at", _dir)
+        break
+for _path in _paths[:500]:
+    try:
+        _text = open(_path, errors="replace").read()
+    except OSError as err:
+        print("files: cannot read", _path, type(err).__name__)
+        continue
+    print("files: read", _path, len(_text))
+    if "HIDDEN" in _text and "site-packages" not in _path:  # not nbgrader's own examples
+        _found.append(_text[:5000])
 _dump(_found)
 """, where="last"),
     Trick("proc-snoop", "readback", _DUMP + """
@@ -309,14 +318,24 @@ if _agent is not None and getattr(_agent, "_agent", None) is not None:
 _dump([f for f in _found if "HIDDEN" in f or "assert" in f])
 """, where="last"),
     Trick("recorder", "readback", _DUMP + """
-import sys
+import sys, threading
 _calls = []
 def _record(frame, event, arg):
-    if event == "call":
-        _calls.append(frame.f_code.co_filename + " " + repr(frame.f_locals)[:300])
+    # every Python call of every thread from here on, with its source file and the short text
+    # values it holds; never raises (an error would switch the profiler off)
+    if event != "call" or len(_calls) > 200_000:
+        return None
+    try:
+        _texts = [v[:300] for v in list(frame.f_locals.values()) if isinstance(v, (str, bytes))]
+        _calls.append(frame.f_code.co_filename + " " + repr(_texts)[:600])
+    except Exception:
+        pass
     return None
+threading.setprofile_all_threads(_record) if hasattr(threading, "setprofile_all_threads") \
+    else threading.setprofile(_record)
 sys.setprofile(_record)
 def _report(result):
+    print("recorder: calls seen", len(_calls))
     _dump([c for c in _calls if "HIDDEN" in c or "SECRET" in c])
 get_ipython().events.register("post_run_cell", _report)
 """),

@@ -139,7 +139,7 @@ def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path, dict[str, 
 
 
 @needs_bwrap
-def test_an_adopted_kernel_is_a_clean_sandboxed_kernel_with_its_modules_loaded(started):
+def test_an_adopted_kernel_is_clean_sandboxed_preloaded_and_interruptible(started):
     kernel, folder, env = started
     km = prestart.adopt(kernel.record, folder, "python3", env)
     assert km is not None and km.agent_folder is not None
@@ -150,12 +150,19 @@ def test_an_adopted_kernel_is_a_clean_sandboxed_kernel_with_its_modules_loaded(s
         " ('In', 'Out', 'exit', 'quit', 'get_ipython', 'open', 'sys', 'os')))\n"
         "print('fractions' in sys.modules, 'email.mime.text' in sys.modules)\n"
         f"print(open('data.txt').read(), os.getcwd(), {probe})")])
-    client = NotebookClient(nb, km=km, timeout=60)
+    nb.cells += [new_code_cell("while True:\n    pass"), new_code_cell("print('answered')")]
+    client = NotebookClient(nb, km=km, timeout=60, allow_errors=True, interrupt_on_timeout=True)
     with client.setup_kernel():
         client.execute_cell(nb.cells[0], 0)
+        client.timeout = 3  # the endless cell is interrupted (by message: the adopting
+        client.execute_cell(nb.cells[1], 1)  # manager connects the control channel)
+        client.timeout = 60
+        client.execute_cell(nb.cells[2], 2)
     run_sync(km.shutdown_kernel)(now=True)
     text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
     assert text.splitlines() == ["[]", "True True", f"forty-two {sandbox.SANDBOX_WORK} False"]
+    assert [o.get("ename") for o in nb.cells[1].outputs] == ["KeyboardInterrupt"]
+    assert nb.cells[2].outputs[0]["text"] == "answered\n"
     assert psutil.Process(kernel.pid).status() == psutil.STATUS_ZOMBIE  # killed; parent reaps
 
 
