@@ -59,7 +59,7 @@ FORKSERVER_PRELOAD = [
     "numpy", "torch", "torchvision.models", "matplotlib.pyplot", "sklearn.linear_model",
     "sklearn.neural_network", "dlworkshop.checks", "dlworkshop.data", "dlworkshop.train",
     "dlworkshop.plot", "dlworkshop.introspect", "dlworkshop.transfer", "dlworkshop.testing",
-    "dlworkshop.instruments", "dlworkshop.gradcheck",
+    "dlworkshop.instruments", "dlworkshop.gradcheck", "dlworkshop.grading", "graders.forkwarm",
 ]
 #: Free space under which a sandbox's tmpfs counts as full.
 DISK_FULL_BYTES = 1 << 20

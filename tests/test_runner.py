@@ -83,6 +83,25 @@ def test_a_forked_nbgrader_records_the_exception_it_met(tmp_path):
     assert status == CRASHED and "No assignment with ID 'ghost'" in reason
 
 
+def test_the_forkserver_does_once_what_every_forked_nbgrader_would_repeat():
+    import importlib
+
+    from nbformat import current_nbformat_minor, validator
+    from nbgrader import api
+
+    from graders import sandbox
+
+    assert "graders.forkwarm" in runner.FORKSERVER_PRELOAD
+    importlib.import_module("graders.forkwarm")
+    name = validator.get_current_validator().name
+    for minor in range(current_nbformat_minor + 1):
+        for relax in (False, True):
+            assert (name, 4, minor, relax) in validator.validators, (minor, relax)
+    assert sandbox.sandbox_status.cache_info().currsize == 1
+    assert api.Notebook.__mapper__.configured and api.Grade.__mapper__.configured
+    assert "sqlalchemy.dialects.sqlite.pysqlite" in sys.modules
+
+
 # ------------------------------------------------------------------- limits kill trees (slow-ish)
 _SPAWNER = """\
 import subprocess, sys, time
