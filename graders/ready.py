@@ -19,9 +19,11 @@ from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
-#: How long one attempt waits for the request's idle status before it asks again (a SUB socket
-#: that connects after the status was published never sees it: ZeroMQ's "slow joiner").
-IOPUB_WAIT_S = 1.0
+#: How long one attempt waits for the request's idle status before it asks again: a SUB socket
+#: that connects after the status was published never sees it (ZeroMQ's "slow joiner").
+#: ipykernel 7 says when the subscription has arrived (``iopub_welcome``): then it asks again at
+#: once, and that request's status cannot be missed.
+IOPUB_WAIT_S = 0.2
 
 
 class ReadyClient(AsyncKernelClient):
@@ -39,7 +41,7 @@ class ReadyClient(AsyncKernelClient):
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
+                raise RuntimeError("Kernel didn't reply to kernel_info: it died")
         raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
     wait_for_ready = _ready_wait
@@ -56,11 +58,14 @@ class ReadyClient(AsyncKernelClient):
         return None
 
     async def _idle_for(self, msg_id: str, end: float) -> bool:
-        """Whether the kernel's ``idle`` status for ``msg_id`` arrives on IOPub before ``end``."""
+        """Whether the kernel's ``idle`` status for ``msg_id`` arrives on IOPub before ``end``
+        (False at once when a welcome says the subscription has only just arrived)."""
         while (left := end - time.monotonic()) > 0:
             try:
                 msg = await self.iopub_channel.get_msg(timeout=left)
             except Empty:
+                return False
+            if msg.get("msg_type") == "iopub_welcome":
                 return False
             if (msg.get("parent_header", {}).get("msg_id") == msg_id
                     and msg.get("msg_type") == "status"

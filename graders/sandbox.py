@@ -104,6 +104,9 @@ ENV_PREFIX = "GRADERS_SANDBOX_"
 SANDBOX_HOME = "/tmp/home"
 SANDBOX_WORK = "/tmp/work"  # the kernel's working folder inside the sandbox
 UID_BASE = 1_000_000_000
+#: How often a stopping kernel is looked at (jupyter_client: every 0.1 s; a killed kernel is gone
+#: in milliseconds, and every notebook waited out one whole interval).
+STOP_POLL_S = 0.005
 _uid_counter = itertools.count()
 
 
@@ -469,6 +472,9 @@ class SandboxKernelManager(AsyncKernelManager):
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
+
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        await super()._async_wait(pollinterval=min(pollinterval, STOP_POLL_S))
 
     @default("client_factory")
     def _ready_client(self) -> type:

@@ -51,6 +51,9 @@ class _Client(ready.ReadyClient):
                 self._shell.queue.append(_msg(msg_id, "kernel_info_reply"))
             elif event == "stale-reply":
                 self._shell.queue.append(_msg("older", "kernel_info_reply"))
+            elif event == "welcome":
+                self._iopub.queue.append({"parent_header": {}, "msg_type": "iopub_welcome",
+                                          "content": {"subscription": ""}})
             else:
                 self._iopub.queue.append(_msg(msg_id if event != "other-idle" else "older",
                                               "status", event.removeprefix("other-")))
@@ -78,6 +81,13 @@ def test_asks_again_when_iopub_missed_the_status_or_the_shell_no_reply():
     client = _Client([["reply", "busy"], [], ["reply", "busy", "idle"]])
     run_sync(client.wait_for_ready)(timeout=10)
     assert client.asked == ["req-0", "req-1", "req-2"]
+
+
+def test_a_welcome_on_iopub_means_ask_again_at_once(monkeypatch):
+    monkeypatch.setattr(ready, "IOPUB_WAIT_S", 60.0)  # not waited for: the welcome ends it
+    client = _Client([["reply", "welcome"], ["reply", "busy", "idle"]])
+    run_sync(client.wait_for_ready)(timeout=10)
+    assert client.asked == ["req-0", "req-1"]
 
 
 def test_a_kernel_that_never_answers_times_out():

@@ -102,6 +102,40 @@ def test_the_forkserver_does_once_what_every_forked_nbgrader_would_repeat():
     assert "sqlalchemy.dialects.sqlite.pysqlite" in sys.modules
 
 
+def test_nbgrader_checks_cell_metadata_as_before_with_its_schema_checked_once():
+    import jsonschema
+    import nbgrader.nbgraderformat.common as common
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    from graders import forkwarm
+
+    assert isinstance(common.jsonschema, forkwarm.SchemaChecked)
+    schema = MetadataValidator().schema
+    good = {"grade": True, "grade_id": "t1", "locked": True, "points": 2.0, "solution": False,
+            "schema_version": 3}
+    bad = [{**good, "points": "two"}, {**good, "grade_id": 7, "locked": "yes"},
+           {**good, "solution": "no"}, {**good, "grade": None}]
+    checked, calls, outcomes = forkwarm.SchemaChecked(), [], []
+    real_check = jsonschema.Draft4Validator.check_schema
+    try:
+        jsonschema.Draft4Validator.check_schema = classmethod(
+            lambda cls, s: calls.append(s) or real_check(s))
+        for metadata in [good, *bad, good]:
+            errors = []
+            for validate in (jsonschema.validate, checked.validate):
+                try:
+                    validate(metadata, schema)
+                    errors.append(None)
+                except jsonschema.ValidationError as err:
+                    errors.append((err.message, list(err.path)))
+            assert errors[0] == errors[1], metadata
+            outcomes.append(errors[0] is None)
+    finally:
+        jsonschema.Draft4Validator.check_schema = real_check
+    assert outcomes == [True, False, False, False, False, True]
+    assert len(calls) == 6 + 1  # jsonschema.validate checks every time, SchemaChecked once
+
+
 # ------------------------------------------------------------------- limits kill trees (slow-ish)
 _SPAWNER = """\
 import subprocess, sys, time

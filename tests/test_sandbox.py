@@ -395,3 +395,22 @@ def _tiny_course(root: Path) -> Course:
 def test_manager_is_an_async_kernel_manager():
     assert issubclass(sandbox.SandboxKernelManager, AsyncKernelManager)
     assert sandbox.SandboxKernelManager().transport == "ipc"
+    from graders.ready import ReadyClient
+
+    assert isinstance(sandbox.SandboxKernelManager().client(), ReadyClient)
+
+
+def test_a_stopping_kernel_is_looked_at_every_few_milliseconds(monkeypatch):
+    km = sandbox.SandboxKernelManager()
+    alive, slept = iter([True, True, False]), []
+
+    async def is_alive() -> bool:
+        return next(alive)
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(km, "_async_is_alive", is_alive)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(km._async_wait())
+    assert slept == [sandbox.STOP_POLL_S] * 2 and sandbox.STOP_POLL_S <= 0.01
