@@ -436,6 +436,7 @@ def record(
     force_rmtree(dst)
     if result.graded and src.is_dir():
         shutil.copytree(src, dst)
+    gradebook.set_status(course.db_url, a, student, result.status, result.reason)
 
 
 # ------------------------------------------------------------------------------- the batch

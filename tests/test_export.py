@@ -136,6 +136,48 @@ def test_flags_kept_in_the_gradebook_reach_the_export(gradebook_url, tmp_path):
     assert gradebook.read_submission(url, "a1", "cat").status == "graded"
 
 
+def test_a_status_nbgrader_has_no_column_for_reaches_the_export(gradebook_url, tmp_path):
+    from graders import gradebook
+
+    shutil.copy2(gradebook_url.removeprefix("sqlite:///"), tmp_path / "status.db")
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    gradebook.set_status(url, "a1", "ann", "graded")  # nothing to keep: no table made
+    assert "graders_status" not in {r[0] for r in _tables(url)}
+    why = "interrupted at the cell limit: cell t2 ran past the 30 s per-cell limit"
+    gradebook.set_status(url, "a1", "cat", "timed out (partial)", why)
+    gradebook.set_status(url, "a1", "dan", "refused", "not a notebook: bad JSON")
+    out = write_csv(read_gradebook(url), tmp_path / "status.csv")
+    with open(out, newline="") as fh:
+        table = {(x["assignment"], x["student"]): x for x in csv.DictReader(fh)}
+    assert (table["a1", "cat"]["status"], table["a1", "cat"]["reason"]) == (
+        "timed out (partial)", why)
+    assert table["a1", "cat"]["score"] == "3"  # the points kept are nbgrader's rows
+    assert (table["a1", "dan"]["status"], table["a1", "dan"]["submitted"]) == ("refused", "0")
+    assert table["a1", "ann"]["status"] == "graded"
+    before = {r.student: r.status for r in read_gradebook(gradebook_url, ["a2"])}
+    assert {s: x["status"] for (a, s), x in table.items() if a == "a2"} == before  # untouched
+    assert gradebook.read_grades(url, "a1")["cat"].status == "timed out (partial)"
+    gradebook.set_status(url, "a1", "cat", "flagged", "flagged: ...")  # graded again: cleared
+    assert gradebook.read_grades(url, "a1")["cat"].status == "graded"
+    gradebook.remove_students(url, ["dan"])
+    assert all(r.student != "dan" for r in read_gradebook(url))
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url) as gb:  # a student added back starts with no status kept
+        gb.add_student("dan")
+    assert {r.student: r.status for r in read_gradebook(url, ["a1"])}["dan"] == "missing"
+
+
+def _tables(url: str) -> list:
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        return [(name,) for name in inspect(engine).get_table_names()]
+    finally:
+        engine.dispose()
+
+
 def test_cli_export_writes_csv_failures_and_one_histogram_per_assignment(
     gradebook_url, tmp_path, capsys
 ):

@@ -59,3 +59,14 @@ def test_two_shards_graded_into_postgres_equal_serial_sqlite(
             assert (student in output) == (student in select_shard(rows.STUDENTS, k, 2)), output
 
     rows.check_reports(course, ["--db-url", url], capsys)
+
+    # a status nbgrader has no column for is kept in the same PostgreSQL database
+    from graders import gradebook
+
+    student, why = sorted(course.grades(A))[0], "the kernel died while running cell square"
+    plain = course.grades(A)[student].status
+    gradebook.set_status(url, A, student, "crashed (partial)", why)
+    assert (course.grades(A)[student].status, course.grades(A)[student].reason) == (
+        "crashed (partial)", why)
+    gradebook.set_status(url, A, student, plain)
+    assert course.grades(A)[student].status == plain
