@@ -156,6 +156,31 @@ def _size(folder: Path) -> int:
 
 
 # ------------------------------------------------------------------------- the parent's side
+def kill_sandbox(pid: int) -> None:
+    """SIGKILL the sandbox whose outer ``bwrap`` process is ``pid``, and everything in it.
+
+    Killing the outer ``bwrap`` alone is not enough while the sandbox is young: its inner
+    process (the init of the sandbox's process namespace, in a session of its own) takes its
+    parent-death signal during its own start-up, and one orphaned before that lives on with the
+    kernel (seen under load: a kernel killed within milliseconds of its start, 1 in 10). So the
+    outer one is stopped first (it cannot start the inner one while its children are read),
+    the inner one is killed (its death takes every process of the namespace with it), then the
+    outer one."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        inside = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        inside = []
+    for process in inside:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
 @dataclass
 class Prestarted:
     """A kernel started for one submission (the grading parent holds it)."""
@@ -178,10 +203,7 @@ class Prestarted:
 
         process = getattr(self.km.provisioner, "process", None)
         if process is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                process.kill()
+            kill_sandbox(process.pid)
             with contextlib.suppress(Exception):
                 process.wait(timeout=10)
         with contextlib.suppress(Exception):
@@ -369,7 +391,7 @@ class _Process:
         os.kill(self.pid, signum)
 
     def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
+        kill_sandbox(self.pid)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)

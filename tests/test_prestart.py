@@ -204,3 +204,24 @@ def test_the_watchdog_counts_and_kills_a_watched_kernel(tmp_path, monkeypatch):
         assert hog.wait(timeout=10) is not None
     finally:
         hog.kill()
+
+
+_SANDBOX_LIKE = """\
+import subprocess, sys, time
+inner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                         start_new_session=True)
+print(inner.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_killing_a_sandbox_kills_what_runs_in_it_even_in_another_session():
+    """Like a young bwrap's inner process (own session, no parent-death signal yet): killing
+    the outer process and its group alone would leave it running."""
+    outer = subprocess.Popen([sys.executable, "-c", _SANDBOX_LIKE], stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    inner = psutil.Process(int(outer.stdout.readline()))
+    prestart.kill_sandbox(outer.pid)
+    assert outer.wait(timeout=10) == -9
+    inner.wait(timeout=10)  # gone (psutil raises TimeoutExpired otherwise)
+    assert not inner.is_running()
