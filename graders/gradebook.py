@@ -15,10 +15,9 @@ Flags (findings of the static scan, strings like ``"flagged: reads IPython input
 at cell affine line 3"``) are kept in nbgrader's own columns (:func:`set_flags`): the submitted
 notebook's ``flagged`` and, per flag, the ``auto_comment`` of the solution cell the flag names.
 
-A status other than graded or flagged (``timed out (partial)``, ``crashed``, ``refused``, ...)
-has no place in nbgrader's schema: :func:`set_status` keeps it, with its reason, in a table of
-this package's own in the same database (``graders_status``; nbgrader ignores tables it does not
-know), so that the export, ``graders grades`` and a later run of the tool say what happened.
+A status other than graded or flagged has no place in nbgrader's schema: it is kept in a table
+of this package's own in the same database (:mod:`graders.kept_status`), and the reads here
+report it.
 """
 
 from __future__ import annotations
@@ -46,9 +45,10 @@ from nbgrader.api import (
 )
 from nbgrader.api import Base as ModelBase
 from nbgrader.api import Grade as GradeRow
-from sqlalchemy import Column, MetaData, String, Table, create_engine, exc, inspect, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from graders import kept_status
 from graders.status import FLAGGED, GRADED, MISSING, is_scored
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "remove_students",
     "require_gradebook",
     "set_flags",
-    "set_status",
 ]
 
 #: nbgrader's ``auto_comment`` of an unchanged solution cell; never a flag
@@ -81,15 +80,6 @@ _DEFINITION_FIELDS: dict[type, tuple[str, ...]] = {
 }
 _STUDENT_FIELDS = ("first_name", "last_name", "email", "lms_user_id")
 _FLAG_CELL = re.compile(r"\bat cell (\S+)")
-#: The last ``graders autograde`` status of a submission that was not plainly graded or flagged
-#: (one row per assignment and student; none: nbgrader's rows say it all).
-_STATUS = Table(
-    "graders_status", MetaData(),
-    Column("assignment", String(128), primary_key=True),
-    Column("student", String(128), primary_key=True),
-    Column("status", String(32), nullable=False),
-    Column("reason", String(1024), nullable=False),
-)
 
 
 class GradebookError(RuntimeError):
@@ -217,15 +207,6 @@ def _grade_of(
     return grade
 
 
-def _stored_statuses(engine, assignment: str) -> dict[str, tuple[str, str]]:
-    """Per student, the status :func:`set_status` kept for ``assignment`` (none: no table)."""
-    if not inspect(engine).has_table(_STATUS.name):
-        return {}
-    with engine.connect() as conn:
-        rows = conn.execute(_STATUS.select().where(_STATUS.c.assignment == assignment))
-        return {r.student: (r.status, r.reason) for r in rows}
-
-
 def _with_status(grade: SubmissionGrade, stored: dict[str, tuple[str, str]]) -> SubmissionGrade:
     if grade.student in stored:
         grade.status, grade.reason = stored[grade.student]
@@ -264,7 +245,7 @@ def read_grades(
             definition = gb.find_assignment(assignment)
         except MissingEntry:
             return {}
-        stored = _stored_statuses(gb.engine, assignment)
+        stored = kept_status.stored(gb.engine, assignment)
         return {
             sub.student_id: _with_status(_grade_of(definition, sub.student_id, sub, order),
                                          stored)
@@ -290,7 +271,7 @@ def read_all(
             definition = gb.find_assignment(name)
             cell_order = order(name) if order else None
             subs = {s.student_id: s for s in definition.submissions}
-            stored = _stored_statuses(gb.engine, name)
+            stored = kept_status.stored(gb.engine, name)
             rows += [_with_status(_grade_of(definition, s, subs.get(s), cell_order), stored)
                      for s in students]
     return rows
@@ -310,33 +291,7 @@ def remove_students(db_url: str, students: Iterable[str]) -> None:
                 gb.remove_student(student)
             except MissingEntry:
                 pass
-        if students and inspect(gb.engine).has_table(_STATUS.name):
-            with gb.engine.begin() as conn:
-                conn.execute(_STATUS.delete().where(_STATUS.c.student.in_(students)))
-
-
-def set_status(db_url: str, assignment: str, student: str, status: str, reason: str = "") -> None:
-    """Keep the status of ``student``'s last grading of ``assignment`` (see the module
-    docstring): graded and flagged keep nothing (nbgrader's rows say it), any other status
-    replaces what was kept."""
-    engine = create_engine(db_url)
-    try:
-        plain = status in (GRADED, FLAGGED)
-        if plain and not inspect(engine).has_table(_STATUS.name):
-            return
-        try:
-            _STATUS.create(engine, checkfirst=True)
-        except exc.DatabaseError:  # made meanwhile by another shard's grader
-            if not inspect(engine).has_table(_STATUS.name):
-                raise
-        with engine.begin() as conn:
-            mine = (_STATUS.c.assignment == assignment) & (_STATUS.c.student == student)
-            conn.execute(_STATUS.delete().where(mine))
-            if not plain:
-                conn.execute(_STATUS.insert().values(assignment=assignment, student=student,
-                                                     status=status, reason=reason[:1024]))
-    finally:
-        engine.dispose()
+        kept_status.forget(gb.engine, students)
 
 
 def _stored_flags(nb: SubmittedNotebook, order: Sequence[str] | None = None) -> list[str]:

@@ -42,7 +42,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from graders import gradebook, partial, prestart, runner, scan, shards
+from graders import gradebook, kept_status, partial, prestart, runner, scan, shards
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.runner import Limits, one_line
@@ -436,7 +436,7 @@ def record(
     force_rmtree(dst)
     if result.graded and src.is_dir():
         shutil.copytree(src, dst)
-    gradebook.set_status(course.db_url, a, student, result.status, result.reason)
+    kept_status.set_status(course.db_url, a, student, result.status, result.reason)
 
 
 # ------------------------------------------------------------------------------- the batch

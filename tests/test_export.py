@@ -137,15 +137,15 @@ def test_flags_kept_in_the_gradebook_reach_the_export(gradebook_url, tmp_path):
 
 
 def test_a_status_nbgrader_has_no_column_for_reaches_the_export(gradebook_url, tmp_path):
-    from graders import gradebook
+    from graders import gradebook, kept_status
 
     shutil.copy2(gradebook_url.removeprefix("sqlite:///"), tmp_path / "status.db")
     url = f"sqlite:///{tmp_path / 'status.db'}"
-    gradebook.set_status(url, "a1", "ann", "graded")  # nothing to keep: no table made
+    kept_status.set_status(url, "a1", "ann", "graded")  # nothing to keep: no table made
     assert "graders_status" not in {r[0] for r in _tables(url)}
     why = "interrupted at the cell limit: cell t2 ran past the 30 s per-cell limit"
-    gradebook.set_status(url, "a1", "cat", "timed out (partial)", why)
-    gradebook.set_status(url, "a1", "dan", "refused", "not a notebook: bad JSON")
+    kept_status.set_status(url, "a1", "cat", "timed out (partial)", why)
+    kept_status.set_status(url, "a1", "dan", "refused", "not a notebook: bad JSON")
     out = write_csv(read_gradebook(url), tmp_path / "status.csv")
     with open(out, newline="") as fh:
         table = {(x["assignment"], x["student"]): x for x in csv.DictReader(fh)}
@@ -157,7 +157,7 @@ def test_a_status_nbgrader_has_no_column_for_reaches_the_export(gradebook_url, t
     before = {r.student: r.status for r in read_gradebook(gradebook_url, ["a2"])}
     assert {s: x["status"] for (a, s), x in table.items() if a == "a2"} == before  # untouched
     assert gradebook.read_grades(url, "a1")["cat"].status == "timed out (partial)"
-    gradebook.set_status(url, "a1", "cat", "flagged", "flagged: ...")  # graded again: cleared
+    kept_status.set_status(url, "a1", "cat", "flagged", "flagged: ...")  # graded again: cleared
     assert gradebook.read_grades(url, "a1")["cat"].status == "graded"
     gradebook.remove_students(url, ["dan"])
     assert all(r.student != "dan" for r in read_gradebook(url))

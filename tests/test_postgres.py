@@ -61,12 +61,12 @@ def test_two_shards_graded_into_postgres_equal_serial_sqlite(
     rows.check_reports(course, ["--db-url", url], capsys)
 
     # a status nbgrader has no column for is kept in the same PostgreSQL database
-    from graders import gradebook
+    from graders import kept_status
 
     student, why = sorted(course.grades(A))[0], "the kernel died while running cell square"
     plain = course.grades(A)[student].status
-    gradebook.set_status(url, A, student, "crashed (partial)", why)
+    kept_status.set_status(url, A, student, "crashed (partial)", why)
     assert (course.grades(A)[student].status, course.grades(A)[student].reason) == (
         "crashed (partial)", why)
-    gradebook.set_status(url, A, student, plain)
+    kept_status.set_status(url, A, student, plain)
     assert course.grades(A)[student].status == plain

@@ -1,0 +1,67 @@
+"""Statuses nbgrader's schema has no place for, kept in the gradebook's database.
+
+A status other than graded or flagged (``timed out (partial)``, ``crashed``, ``refused``, ...)
+is kept with its reason in a table of this package's own in the same database
+(``graders_status``, SQLite or PostgreSQL; nbgrader ignores tables it does not know), so that
+the export, ``graders grades`` and a later run of the tool say what happened.
+:mod:`graders.gradebook` reads it with nbgrader's rows; :func:`set_status` writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Column, MetaData, String, Table, create_engine, exc, inspect
+from sqlalchemy.engine import Engine
+
+from graders.status import FLAGGED, GRADED
+
+#: The last ``graders autograde`` status of a submission that was not plainly graded or flagged
+#: (one row per assignment and student; none: nbgrader's rows say it all).
+TABLE = Table(
+    "graders_status", MetaData(),
+    Column("assignment", String(128), primary_key=True),
+    Column("student", String(128), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("reason", String(1024), nullable=False),
+)
+
+
+def stored(engine: Engine, assignment: str) -> dict[str, tuple[str, str]]:
+    """Per student, the status kept for ``assignment`` (none: no table)."""
+    if not inspect(engine).has_table(TABLE.name):
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(TABLE.select().where(TABLE.c.assignment == assignment))
+        return {r.student: (r.status, r.reason) for r in rows}
+
+
+def forget(engine: Engine, students: Iterable[str]) -> None:
+    """Drop what is kept for these students (they left the gradebook)."""
+    students = list(students)
+    if students and inspect(engine).has_table(TABLE.name):
+        with engine.begin() as conn:
+            conn.execute(TABLE.delete().where(TABLE.c.student.in_(students)))
+
+
+def set_status(db_url: str, assignment: str, student: str, status: str, reason: str = "") -> None:
+    """Keep the status of ``student``'s last grading of ``assignment``: graded and flagged keep
+    nothing (nbgrader's rows say it), any other status replaces what was kept."""
+    engine = create_engine(db_url)
+    try:
+        plain = status in (GRADED, FLAGGED)
+        if plain and not inspect(engine).has_table(TABLE.name):
+            return
+        try:
+            TABLE.create(engine, checkfirst=True)
+        except exc.DatabaseError:  # made meanwhile by another shard's grader
+            if not inspect(engine).has_table(TABLE.name):
+                raise
+        with engine.begin() as conn:
+            mine = (TABLE.c.assignment == assignment) & (TABLE.c.student == student)
+            conn.execute(TABLE.delete().where(mine))
+            if not plain:
+                conn.execute(TABLE.insert().values(assignment=assignment, student=student,
+                                                   status=status, reason=reason[:1024]))
+    finally:
+        engine.dispose()
