@@ -37,9 +37,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psutil
@@ -115,10 +117,14 @@ class ForkedNbgrader:
     def __init__(
         self, argv: list[str], cwd: Path, env: dict[str, str], log: Path, marker: Path
     ) -> None:
-        self._proc = self.context().Process(
-            target=nbgrader_main, args=(argv, str(cwd), env, str(log), str(marker)), daemon=False
+        context = self.context()
+        alive, self._alive = context.Pipe(duplex=False)  # the child reads, this end stays open
+        self._proc = context.Process(
+            target=nbgrader_main, args=(argv, str(cwd), env, str(log), str(marker), alive),
+            daemon=False,
         )
         self._proc.start()
+        alive.close()
         self.pid = self._proc.pid
 
     @classmethod
@@ -143,11 +149,17 @@ class ForkedNbgrader:
         return time.monotonic() - start
 
     def poll(self) -> int | None:
-        return None if self._proc.is_alive() else self._proc.exitcode
+        return None if self._proc.is_alive() else self._ended()
 
     def wait(self, timeout: float | None = None) -> int | None:
         self._proc.join(timeout)
-        return self._proc.exitcode
+        return self._ended()
+
+    def _ended(self) -> int | None:
+        code = self._proc.exitcode
+        if code is not None:
+            self._alive.close()
+        return code
 
     @property
     def returncode(self) -> int | None:
@@ -180,9 +192,32 @@ def _record_first_error(marker: str) -> None:
                 setattr(cls, name, recorded(vars(cls)[name]))
 
 
-def nbgrader_main(argv: list[str], cwd: str, env: dict[str, str], log: str, marker: str) -> None:
-    """The forked child: become ``nbgrader ARGV`` run in ``cwd`` with ``env``."""
+def exit_with(alive: Connection) -> None:
+    """Kill this process (SIGKILL) once ``alive`` (the read end of a pipe whose only write end
+    the grading parent holds, and never writes to) reads end of file: when the parent exits.
+
+    A forked nbgrader runs in a session of its own (so that a limit kills its whole tree) and
+    is the child of the forkserver, which lives as long as any of its children does: when the
+    grading parent was killed (SIGKILL, a job engine's time limit), nothing ended it, and it
+    and its kernel ran on to the end of the notebook with no watchdog (seen on a GPU machine,
+    where a killed benchmark's notebooks loaded the next run for minutes). Its kernel's
+    ``bwrap`` dies with it (``--die-with-parent``)."""
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            alive.recv_bytes()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def nbgrader_main(argv: list[str], cwd: str, env: dict[str, str], log: str, marker: str,
+                  alive: Connection | None = None) -> None:
+    """The forked child: become ``nbgrader ARGV`` run in ``cwd`` with ``env``; with ``alive``,
+    die with the grading parent (:func:`exit_with`)."""
     os.setsid()
+    if alive is not None:
+        exit_with(alive)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

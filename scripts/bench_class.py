@@ -2,6 +2,8 @@
 
 Usage: python scripts/bench_class.py [--students 200] [--assignments A ...] [--workers W]
        [--serial 5] [--out docs/benchmarks/class.md] [--note TEXT] [--no-prestart]
+       [--sweep 4,8,16 [--sweep-assignment A] [--sweep-students 16]]
+       [--scores grades.csv] [--compare other-grades.csv]
 
 A scratch course is released; every assignment gets ``--students`` submissions (students
 ``s000``, ``s001``, ...), a realistic mix in a fixed pattern of 20 (:data:`PATTERN`): 15%
@@ -20,6 +22,13 @@ second. Right after each batch, a sample of ``--serial`` notebooks of that assig
 students of the class that are not hostile, tampered or corrupt) is graded by one plain serial
 ``nbgrader autograde <a>`` in a fresh copy of the course, the comparison an instructor without
 this tool has, and its scores are compared with the tool's.
+
+``--sweep`` first grades the same ``--sweep-students`` notebooks of one assignment once per
+worker count (on a GPU machine: how many notebooks share the GPU before throughput stops
+rising; the largest GPU memory of one process and how many were on the GPU at once come from
+``nvidia-smi``). ``--scores`` writes every grade (status and score) to a CSV; ``--compare``
+reads another run's (the same class graded on another machine, the CPU) and says whether
+every grade is the same.
 
 Per notebook, the split comes from what the batch measures anyway: the grading process's
 seconds (:class:`graders.runner.Run`), the executor's progress file (``GRADERS_PROGRESS``:
@@ -45,6 +54,7 @@ class, figures) to ``--out``.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import os
 import platform
@@ -272,6 +282,8 @@ class Sampler(threading.Thread):
         self.load_before = os.getloadavg()[0]
         self.gpu: list[float] = []
         self.gpu_mib: list[float] = []
+        self.process_mib: list[float] = []  # the largest one process held, per sample
+        self.processes: list[int] = []  # processes on the GPUs, per sample
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -293,6 +305,15 @@ class Sampler(threading.Thread):
         if values:
             self.gpu.append(statistics.mean(v[0] for v in values))
             self.gpu_mib.append(sum(v[1] for v in values))
+        apps = ["nvidia-smi", "--query-compute-apps=used_memory", "--format=csv,noheader,nounits"]
+        try:
+            out = subprocess.run(apps, capture_output=True, text=True, timeout=10).stdout
+            used = [float(line) for line in out.split() if line.strip()]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return
+        self.processes.append(len(used))
+        if used:
+            self.process_mib.append(max(used))
 
     def stop(self) -> Sampler:
         self.done.set()
@@ -313,12 +334,13 @@ class Batch:
 
 
 def grade_class(course: Course, assignment: str, workers: int | None, timings: Timings,
-                gpus: bool, prestart: bool = True) -> Batch:
-    """The whole class of ``assignment``, as ``python -m graders autograde <a>`` grades it."""
+                gpus: bool, prestart: bool = True, students: list[str] | None = None) -> Batch:
+    """The whole class of ``assignment`` (or only ``students``), as ``python -m graders
+    autograde <a>`` grades it."""
     settings = parallel.Settings(workers=workers, prestart=prestart)
     plan = parallel.plan_sandbox(settings.sandbox)
     slots, _, _ = parallel.resolve(course, settings, [assignment])
-    jobs = parallel.select_jobs(course, [assignment])
+    jobs = parallel.select_jobs(course, [assignment], students)
     sampler = Sampler(gpus)
     sampler.start()
     start = time.perf_counter()
@@ -362,6 +384,56 @@ def compare_serial(released: Course, course: Course, base: Path, batch: Batch,
     return len(sample), wall, same, sampler
 
 
+def sweep(course: Course, assignment: str, workers: list[int], students: list[str],
+          gpus: bool) -> list[Batch]:
+    """The same ``students`` of ``assignment`` graded once per worker count (GPU sharing)."""
+    batches = []
+    for w in workers:
+        print(f"sweep: {len(students)} x {assignment} with {w} workers ...", flush=True)
+        batch = grade_class(course, assignment, w, Timings(), gpus, students=students)
+        batches.append(batch)
+        print(f"  {batch.wall:.0f} s, {60 * len(batch.results) / batch.wall:.1f} notebooks/min, "
+              f"{counts_line([r.status for r in batch.results])}", flush=True)
+    return batches
+
+
+# ------------------------------------------------------------------------------- scores
+SCORE_FIELDS = ("assignment", "student", "kind", "label", "status", "score")
+
+
+def write_scores(path: Path, who: dict[str, dict[str, tuple[str, str]]],
+                 batches: list[Batch]) -> None:
+    """Every student's status and score, one CSV row each (for ``--compare`` elsewhere)."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(SCORE_FIELDS)
+        for b in batches:
+            for r in b.results:
+                kind, label = who[b.assignment][r.student]
+                out.writerow((b.assignment, r.student, kind, label, r.status, f"{r.score:g}"))
+
+
+def compare_scores(path: Path, batches: list[Batch]) -> str:
+    """Whether every grade of this run equals the one ``path`` (another run's ``--scores``)
+    holds for the same assignment and student: status and score."""
+    with path.open(newline="") as f:
+        other = {(row["assignment"], row["student"]): row for row in csv.DictReader(f)}
+    differ, same = [], 0
+    for b in batches:
+        for r in b.results:
+            row = other.get((b.assignment, r.student))
+            if row is None:
+                continue
+            if row["status"] == r.status and float(row["score"]) == r.score:
+                same += 1
+            else:
+                differ.append(f"{b.assignment} {r.student} ({row['label']}): {row['status']} "
+                              f"{row['score']} there, {r.status} {r.score:g} here")
+    if not differ:
+        return f"every one of {same} grades equal (status and score)"
+    return f"{same} equal, {len(differ)} differ: " + "; ".join(differ)
+
+
 # -------------------------------------------------------------------------------- report
 def machine() -> tuple[str, list[str]]:
     """One line about this machine, and its GPUs."""
@@ -380,13 +452,41 @@ def _max(values: list[float]) -> str:
     return f"{max(values):.0f}" if values else "-"
 
 
+def _gpu_mib(s: Sampler) -> str:
+    return f"{_max(s.gpu_mib)} / {_max(s.process_mib)}" if s.gpu_mib else "-"
+
+
+def sweep_section(assignment: str, batches: list[Batch]) -> str:
+    """The GPU-sharing table: one row per worker count, same notebooks."""
+    first = {r.student: (r.status, r.score) for r in batches[0].results}
+    lines = [
+        f"GPU sharing: the same {len(batches[0].results)} notebooks of `{assignment}` graded "
+        "once per worker count (every worker on the one GPU), kernels started ahead:",
+        "",
+        "| workers | wall (s) | notebooks / min | statuses | CPU mean % | GPU mean % | GPU memory "
+        "peak (MiB): all / one process | processes on the GPU, most at once | grades as with "
+        f"{batches[0].workers} workers | load |",
+        "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for b in batches:
+        s = b.sampler
+        same = sum(first.get(r.student) == (r.status, r.score) for r in b.results)
+        lines.append(
+            f"| {b.workers} | {b.wall:.0f} | {60 * len(b.results) / b.wall:.1f} | "
+            f"{counts_line([r.status for r in b.results])} | {_mean(s.cpu)} | {_mean(s.gpu)} | "
+            f"{_gpu_mib(s)} | {max(s.processes, default=0)} | {same} of {len(b.results)} | "
+            f"{_load(s)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _load(s: Sampler) -> str:
     during = f"{statistics.mean(s.load):.1f}" if s.load else "-"
     return f"{s.load_before:.1f} / {during}"
 
 
 def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
-            serial: dict[str, tuple[int, float, str, Sampler]], mix: dict[str, Counter]) -> str:
+            serial: dict[str, tuple[int, float, str, Sampler]], mix: dict[str, Counter],
+            extra: list[str] = ()) -> str:
     """The dated markdown section for the page."""
     total_nb = sum(len(b.results) for b in batches)
     total_wall = sum(b.wall for b in batches)
@@ -409,7 +509,7 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         "work was running).",
         "",
         "| assignment | notebooks | wall (s) | notebooks / min | statuses | CPU mean / peak % "
-        "| GPU mean % | GPU memory peak (MiB) | load |",
+        "| GPU mean % | GPU memory peak (MiB): all / one process | load |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for b in batches:
@@ -418,7 +518,7 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
             f"| `{b.assignment}` | {len(b.results)} | {b.wall:.0f} | "
             f"{60 * len(b.results) / b.wall:.1f} | "
             f"{counts_line([r.status for r in b.results])} | {_mean(s.cpu)} / {_max(s.cpu)} | "
-            f"{_mean(s.gpu)} | {_max(s.gpu_mib)} | {_load(s)} |")
+            f"{_mean(s.gpu)} | {_gpu_mib(s)} | {_load(s)} |")
     lines += [
         f"| **class** | {total_nb} | **{total_wall:.0f}** ({total_wall / 60:.1f} min) | "
         f"{60 * total_nb / total_wall:.1f} | | | | | |",
@@ -458,6 +558,8 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
             lines.append(f"| `{b.assignment}` | {n} | {wall:.0f} | {wall / n:.1f} | "
                          f"{60 * n / wall:.1f} | {60 * len(b.results) / b.wall:.1f} | {same} | "
                          f"{_mean(s.cpu)} | {_load(s)} |")
+    for text in extra:
+        lines += ["", text.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -484,6 +586,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch course")
     parser.add_argument("--no-prestart", action="store_true",
                         help="as `graders autograde --no-prestart` (for a comparison)")
+    parser.add_argument("--sweep", metavar="W,W,...",
+                        help="first grade the same --sweep-students notebooks of "
+                             "--sweep-assignment once per worker count (GPU sharing)")
+    parser.add_argument("--sweep-assignment", help="default: the last of --assignments")
+    parser.add_argument("--sweep-students", type=int, default=16)
+    parser.add_argument("--sweep-only", action="store_true", help="no class after the sweep")
+    parser.add_argument("--scores", metavar="CSV", help="write every grade (status, score)")
+    parser.add_argument("--compare", metavar="CSV",
+                        help="another run's --scores: say whether every grade is the same")
     args = parser.parse_args()
     if args.students < 1:
         raise SystemExit("--students must be at least 1")
@@ -513,9 +624,16 @@ def main() -> None:
         forkserver = runner.ForkedNbgrader.warm_up()
         info["note"] = (f"{info['note']} The forkserver the grading processes fork from "
                         f"started once, in {forkserver:.1f} s (not in the figures below).").strip()
+        extra = []
+        if args.sweep:
+            a = args.sweep_assignment or assignments[-1]
+            chosen = sorted(who[a])[:args.sweep_students]
+            workers = [int(w) for w in args.sweep.split(",")]
+            extra.append(sweep_section(a, sweep(course, a, workers, chosen, bool(gpus))))
         timings = Timings()
         batches, splits, serial = [], {}, {}
-        for a in assignments:  # each assignment's batch, then its serial sample, close in time
+        for a in [] if args.sweep_only else assignments:
+            # each assignment's batch, then its serial sample, close in time
             print(f"grading {args.students} x {a} ...", flush=True)
             batch = grade_class(course, a, args.workers, timings, bool(gpus),
                                 not args.no_prestart)
@@ -532,7 +650,18 @@ def main() -> None:
                                            sample[:args.serial], bool(gpus))
         info["load_end"] = os.getloadavg()[0]
         mix = {a: Counter(kind for kind, _ in who[a].values()) for a in assignments}
-        text = section(info, batches, splits, serial, mix)
+        if args.scores:
+            write_scores(Path(args.scores), who, batches)
+        if args.compare:
+            verdict = compare_scores(Path(args.compare), batches)
+            print(f"compared with {args.compare}: {verdict}", flush=True)
+            extra.append(f"Grades compared with `{Path(args.compare).name}` (another run's "
+                         f"`--scores`, same class): {verdict}.")
+        if batches:
+            text = section(info, batches, splits, serial, mix, extra)
+        else:  # --sweep-only
+            text = "\n\n".join([f"## {info['date']}: GPU sharing, {info['machine']}",
+                                 f"{info['sandbox']}. {info['note']}".strip(), *extra])
     finally:
         if args.keep:
             print(f"kept {base}")

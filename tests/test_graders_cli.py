@@ -43,3 +43,20 @@ def test_removing_demo_students_lets_a_changed_notebook_be_released_again(tmp_pa
     assert "intro" not in {
         notebooks.grade_id(c) for c in notebooks.read(course.release_path(assignment)).cells
     }
+
+
+def test_sigterm_stops_a_command_like_ctrl_c():
+    """`kill` or a job engine's time limit: the batch's KeyboardInterrupt path cleans up."""
+    import os
+    import signal
+    import time
+
+    import pytest
+
+    from graders import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), cli.sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here at the latest
+    assert signal.getsignal(signal.SIGTERM) is before

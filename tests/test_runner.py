@@ -5,6 +5,7 @@ recorded)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -100,6 +101,70 @@ def test_the_forkserver_does_once_what_every_forked_nbgrader_would_repeat():
     assert sandbox.sandbox_status.cache_info().currsize == 1
     assert api.Notebook.__mapper__.configured and api.Grade.__mapper__.configured
     assert "sqlalchemy.dialects.sqlite.pysqlite" in sys.modules
+
+
+ORPHANS = """
+import multiprocessing, os, sys, time
+from graders import runner
+
+
+def hold(folder, alive):  # a grading process that outlives its parent unless told otherwise
+    if alive is not None:
+        runner.exit_with(alive)
+    open(os.path.join(folder, str(alive is not None)), "w").close()
+    time.sleep(60)
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("forkserver")
+    pids, ends = [], []
+    for watched in (True, False):
+        alive, end = context.Pipe(duplex=False) if watched else (None, None)
+        child = context.Process(target=hold, args=(sys.argv[1], alive))
+        child.start()
+        pids.append(child.pid)
+        ends.append(end)
+    print(*pids, flush=True)
+    time.sleep(60)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_forked_nbgrader_dies_with_the_grading_parent(tmp_path):
+    """A forkserver's child outlives a killed parent (the forkserver lives while any child
+    does), and a grading process ran its notebook on with no watchdog; one that watches the
+    parent's pipe (:func:`runner.exit_with`) goes with it."""
+    import subprocess
+
+    script = tmp_path / "orphans.py"
+    script.write_text(ORPHANS)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(runner.__file__).parent.parent)}
+    parent = subprocess.Popen([sys.executable, str(script), str(marks)], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    watched, unwatched = (int(p) for p in parent.stdout.readline().split())
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(watched) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(watched)
+        assert not _gone(unwatched)
+    finally:
+        for pid in (watched, unwatched):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
 
 
 def test_nbgrader_checks_cell_metadata_as_before_with_its_schema_checked_once():
