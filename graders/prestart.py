@@ -156,31 +156,6 @@ def _size(folder: Path) -> int:
 
 
 # ------------------------------------------------------------------------- the parent's side
-def kill_sandbox(pid: int) -> None:
-    """SIGKILL the sandbox whose outer ``bwrap`` process is ``pid``, and everything in it.
-
-    Killing the outer ``bwrap`` alone is not enough while the sandbox is young: its inner
-    process (the init of the sandbox's process namespace, in a session of its own) takes its
-    parent-death signal during its own start-up, and one orphaned before that lives on with the
-    kernel (seen under load: a kernel killed within milliseconds of its start, 1 in 10). So the
-    outer one is stopped first (it cannot start the inner one while its children are read),
-    the inner one is killed (its death takes every process of the namespace with it), then the
-    outer one."""
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        inside = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        inside = []
-    for process in inside:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-
-
 @dataclass
 class Prestarted:
     """A kernel started for one submission (the grading parent holds it)."""
@@ -200,6 +175,8 @@ class Prestarted:
     def discard(self) -> None:
         """Kill the kernel (whether or not it was adopted), reap it, remove its files."""
         from jupyter_core.utils import run_sync
+
+        from graders.sandbox import kill_sandbox
 
         process = getattr(self.km.provisioner, "process", None)
         if process is not None:
@@ -391,6 +368,8 @@ class _Process:
         os.kill(self.pid, signum)
 
     def kill(self) -> None:
+        from graders.sandbox import kill_sandbox
+
         kill_sandbox(self.pid)
 
     def terminate(self) -> None:

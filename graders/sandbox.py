@@ -78,11 +78,13 @@ check the status first and warn loudly when they grade without the sandbox.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import glob
 import itertools
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -92,6 +94,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import psutil
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
@@ -458,6 +461,31 @@ def sandboxed_kernel_command(
 
 
 # ------------------------------------------------------------------------------ jupyter side
+def kill_sandbox(pid: int) -> None:
+    """SIGKILL the sandbox whose outer ``bwrap`` process is ``pid``, and everything in it.
+
+    Killing the outer ``bwrap`` alone is not enough while the sandbox is young: its inner
+    process (the init of the sandbox's process namespace, in a session of its own) takes its
+    parent-death signal during its own start-up, and one orphaned before that lives on with the
+    kernel (seen under load: a kernel killed within milliseconds of its start, 1 in 10). So the
+    outer one is stopped first (it cannot start the inner one while its children are read),
+    the inner one is killed (its death takes every process of the namespace with it), then the
+    outer one."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        inside = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        inside = []
+    for process in inside:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernels run in the bubblewrap sandbox.
 
@@ -475,6 +503,14 @@ class SandboxKernelManager(AsyncKernelManager):
 
     async def _async_wait(self, pollinterval: float = 0.1) -> None:
         await super()._async_wait(pollinterval=min(pollinterval, STOP_POLL_S))
+
+    async def _async_kill_kernel(self, restart: bool = False) -> None:
+        """Kill the whole sandbox (:func:`kill_sandbox`): the provisioner kills the outer
+        ``bwrap`` and its group only, which leaves a young sandbox's kernel running."""
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            kill_sandbox(process.pid)
+        await super()._async_kill_kernel(restart=restart)
 
     @default("client_factory")
     def _ready_client(self) -> type:

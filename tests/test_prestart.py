@@ -221,7 +221,7 @@ def test_killing_a_sandbox_kills_what_runs_in_it_even_in_another_session():
     outer = subprocess.Popen([sys.executable, "-c", _SANDBOX_LIKE], stdout=subprocess.PIPE,
                              text=True, start_new_session=True)
     inner = psutil.Process(int(outer.stdout.readline()))
-    prestart.kill_sandbox(outer.pid)
+    sandbox.kill_sandbox(outer.pid)
     assert outer.wait(timeout=10) == -9
     inner.wait(timeout=10)  # gone (psutil raises TimeoutExpired otherwise)
     assert not inner.is_running()

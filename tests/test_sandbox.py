@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from jupyter_client import AsyncKernelManager
 from nbclient import NotebookClient
@@ -282,11 +283,14 @@ def test_fork_bomb_is_bounded_and_dies_with_the_kernel(layout, monkeypatch):
         assert _uid_processes(int(uid)) == []
 
 
-def test_kernel_that_ignores_interrupts_is_killed_quickly(layout):
-    asyncio.run(_start_ignore_interrupts_and_kill(layout.cwd))
+def test_kernel_that_ignores_interrupts_is_killed_quickly(layout, monkeypatch):
+    """Killed with its whole sandbox (:func:`sandbox.kill_sandbox`), not just the outer bwrap."""
+    killed, kill = [], sandbox.kill_sandbox
+    monkeypatch.setattr(sandbox, "kill_sandbox", lambda pid: (killed.append(pid), kill(pid)))
+    asyncio.run(_start_ignore_interrupts_and_kill(layout.cwd, killed))
 
 
-async def _start_ignore_interrupts_and_kill(cwd: Path) -> None:
+async def _start_ignore_interrupts_and_kill(cwd: Path, killed: list[int]) -> None:
     km = sandbox.SandboxKernelManager(kernel_name="python3")
     await km.start_kernel(cwd=str(cwd))
     kc = km.client()
@@ -301,10 +305,16 @@ async def _start_ignore_interrupts_and_kill(cwd: Path) -> None:
         await km.interrupt_kernel()
         await asyncio.sleep(1)
         assert await km.is_alive()  # SIGINT is ignored: still looping
+        outer = km.provisioner.process.pid
+        inside = psutil.Process(outer).children(recursive=True)
+        assert inside
         start = time.monotonic()
         await km.shutdown_kernel(now=True)
         assert time.monotonic() - start < 10
         assert not await km.is_alive()
+        assert killed == [outer]
+        for process in inside:
+            assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     finally:
         kc.stop_channels()
 
