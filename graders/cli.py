@@ -19,7 +19,8 @@ from graders import parallel, report, shards
 from graders import release as release_links
 from graders.course import REPO_ROOT, Course, NbgraderError
 from graders.gradebook import NoGradebook
-from graders.parallel import DISK_MB, MAX_PROCESSES, NOTEBOOK_TIMEOUT_CELLS, WORKERS_PER_GPU
+from graders.parallel import DISK_MB, MAX_PROCESSES, NOTEBOOK_TIMEOUT_CELLS
+from graders.resources import KERNEL_GPU_MIB
 
 DB_URL_HELP = (
     "gradebook URL for every command, e.g. postgresql://... "
@@ -209,7 +210,8 @@ def add_autograde_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help=f"parallel notebooks (default: one per CPU core, {WORKERS_PER_GPU} per GPU if any)",
+        help="parallel notebooks (default: one per CPU core, and on GPUs no more than their "
+        f"memory holds at {KERNEL_GPU_MIB} MiB each)",
     )
     parser.add_argument(
         "--cell-timeout",

@@ -27,10 +27,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,11 +38,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import psutil
 
 from graders import gradebook, kept_status, partial, prestart, runner, scan, shards
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
+from graders.resources import (
+    default_memory_mb,
+    default_workers,
+    gpu_ids,
+    gpu_memory_mib,
+    out_of_gpu_memory,
+    usable_cores,
+)
 from graders.runner import Limits, one_line
 from graders.status import (
     CRASHED,
@@ -60,8 +65,8 @@ __all__ = ["CRASHED", "FLAGGED", "GRADED", "MISSING", "REFUSED", "TIMED_OUT", "J
            "Slot", "autograde", "select_jobs"]
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DLWORKSHOP_THREADS")
-#: Workers per GPU when GPUs exist: one notebook computes while the other loads data or starts.
-WORKERS_PER_GPU = 2
+#: The reason's note on a submission graded again on the CPU after the GPU ran out of memory.
+GPU_RETRY = "graded again on the CPU: the shared GPU ran out of memory"
 #: Notebook wall-clock limit, as a multiple of the per-cell limit, unless given.
 NOTEBOOK_TIMEOUT_CELLS = 3
 #: Per-cell limit of nbclient when the course configuration sets none.
@@ -126,33 +131,7 @@ class Settings:
     prestart: bool = True
 
 
-# ------------------------------------------------------------------------ machine resources
-def gpu_ids(env: dict[str, str] | None = None) -> list[str]:
-    """The GPUs grading may use: ``CUDA_VISIBLE_DEVICES`` if set, else those ``nvidia-smi -L``
-    lists (none without an NVIDIA driver)."""
-    env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        return [] if ids in ([], ["-1"]) else ids
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(re.findall(r"^GPU \d+", out, re.M))]
-
-
-def default_workers(cores: int, gpus: int) -> int:
-    """Pool size: one worker per core, or :data:`WORKERS_PER_GPU` per GPU when GPUs exist (never
-    more workers than cores)."""
-    cores = max(1, cores)
-    return min(cores, WORKERS_PER_GPU * gpus) if gpus else cores
-
-
+# ------------------------------------------------------------------------------- slots
 def make_slots(workers: int, cores: int, gpus: Sequence[str]) -> list[Slot]:
     """One :class:`Slot` per worker: an equal share of the cores (at least one thread each) and,
     with GPUs, GPU ``i % len(gpus)`` for worker ``i``."""
@@ -160,11 +139,6 @@ def make_slots(workers: int, cores: int, gpus: Sequence[str]) -> list[Slot]:
     return [
         Slot(i, threads, gpus[i % len(gpus)] if gpus else None) for i in range(max(1, workers))
     ]
-
-
-def default_memory_mb(workers: int) -> int:
-    """An equal share of 80% of the machine's memory per worker, in MiB."""
-    return max(256, int(psutil.virtual_memory().total * 0.8 / max(1, workers)) >> 20)
 
 
 # ------------------------------------------------------------------------------ selection
@@ -354,6 +328,10 @@ def grade_in_scratch(
     """Grade ``job`` with the real ``nbgrader autograde`` in a private scratch course, with
     ``slot``'s threads and GPU; returns its grade (status, no scores yet) and the scratch course.
 
+    A run on a GPU whose notebook shows the GPU out of memory (other students' notebooks share
+    it, and one of them may take it all) is graded once more on the CPU, the platform the
+    thresholds are calibrated on; its reason says so (:data:`GPU_RETRY`).
+
     A run that stopped early keeps the points of the test cells that completed
     (:mod:`graders.partial`: ``timed out (partial)``, ``crashed (partial)``). A run is graded
     once more from scratch when it crashed on its own (not killed by a limit: on a busy machine
@@ -364,6 +342,7 @@ def grade_in_scratch(
     scratch = ctx.scratch_root / f"{job.assignment}--{job.student}"
     seconds = 0.0
     env = nbgrader_env({**slot.env(), **ctx.extra_env})
+    run_env, on_cpu = env, False
     for attempt in (1, 2):
         if attempt == 2:
             force_rmtree(scratch)
@@ -378,7 +357,7 @@ def grade_in_scratch(
             run = runner.run_limited(
                 autograde_command(ctx, job, scratch),
                 scratch,
-                {**env, ENV_PROGRESS: str(progress_file), **offer},
+                {**run_env, ENV_PROGRESS: str(progress_file), **offer},
                 ctx.limits[job.assignment],
                 scratch / "nbgrader.log",
                 ctx.stop,
@@ -398,9 +377,16 @@ def grade_in_scratch(
         status, reason = runner.classify(run, written, refused)
         progress = partial.Progress.read(progress_file)
         status, reason = partial.outcome(status, reason, progress, run.killed is not None)
-        if ctx.stop() or not partial.worth_again(status, run.killed is not None, progress):
+        if ctx.stop():
             break
-    if attempt == 2 and status not in (GRADED, FLAGGED):
+        if attempt == 1 and run_env.get("CUDA_VISIBLE_DEVICES") and out_of_gpu_memory(out):
+            run_env, on_cpu = {**env, "CUDA_VISIBLE_DEVICES": ""}, True
+            continue
+        if not partial.worth_again(status, run.killed is not None, progress):
+            break
+    if on_cpu:
+        reason = "; ".join(filter(None, [reason, GPU_RETRY]))
+    elif attempt == 2 and status not in (GRADED, FLAGGED):
         reason = f"{reason} (happened twice)"
     grade = job.grade(status, reason, seconds=seconds)
     if partial.is_partial(status) and not saved:  # nbgrader saved nothing: we keep the points
@@ -464,9 +450,9 @@ def resolve(
     ``cell_timeout_s`` (``grading/calibration.toml``: its longest cell as measured, with a
     stated margin), else the course's ``Execute.timeout``; the notebook's wall-clock limit is
     ``settings.notebook_timeout`` or :data:`NOTEBOOK_TIMEOUT_CELLS` times the cell timeout."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     gpus = gpu_ids()
-    workers = settings.workers or default_workers(cores, len(gpus))
+    workers = settings.workers or default_workers(cores, gpu_memory_mib(gpus) if gpus else [])
     memory = settings.memory_mb or default_memory_mb(workers)
     timeouts, limits = {}, {}
     for a in assignments:

@@ -4,6 +4,7 @@ limits and the statuses of one run are tested in test_runner.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import textwrap
@@ -11,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tinycourse import ASSIGNMENT, copy_course, expected_scores, submission, tiny_released
+from tinycourse import ASSIGNMENT, POINTS, copy_course, expected_scores, submission, tiny_released
 
-from graders import parallel, report, shards
+from graders import parallel, report, resources, shards
 from graders.course import Course
 from graders.gradebook import CellGrade, SubmissionGrade
 from graders.parallel import Job
@@ -36,18 +37,23 @@ def test_slots_share_the_cores_and_round_robin_the_gpus():
     assert "CUDA_VISIBLE_DEVICES" not in cpu_only[0].env()
 
 
-def test_default_workers_follow_cores_or_gpus():
-    assert parallel.default_workers(cores=16, gpus=0) == 16
-    assert parallel.default_workers(cores=16, gpus=1) == parallel.WORKERS_PER_GPU
-    assert parallel.default_workers(cores=16, gpus=4) == 4 * parallel.WORKERS_PER_GPU
-    assert parallel.default_workers(cores=2, gpus=4) == 2  # never more workers than cores
-    assert parallel.default_workers(cores=0, gpus=0) == 1
+def test_default_workers_follow_the_cores_and_the_gpus_memory():
+    assert resources.default_workers(cores=16) == 16
+    assert resources.default_workers(cores=16, gpu_mib=[143771]) == 16  # an H200: the cores bind
+    per_t4 = int(15360 * resources.GPU_MEMORY_SHARE) // resources.KERNEL_GPU_MIB
+    assert 1 < per_t4 < 16
+    assert resources.default_workers(cores=16, gpu_mib=[15360]) == per_t4
+    assert resources.default_workers(cores=16, gpu_mib=[15360, 15360]) == 2 * per_t4
+    assert resources.default_workers(cores=16, gpu_mib=[1000]) == 1  # a tiny GPU still grades
+    assert resources.default_workers(cores=16, gpu_mib=[None]) == 16  # memory unknown
+    assert resources.default_workers(cores=2, gpu_mib=[143771] * 4) == 2  # never more than cores
+    assert resources.default_workers(cores=0) == 1
 
 
 def test_gpu_ids_from_cuda_visible_devices_or_nvidia_smi(tmp_path, monkeypatch):
-    assert parallel.gpu_ids({"CUDA_VISIBLE_DEVICES": "2, 5"}) == ["2", "5"]
-    assert parallel.gpu_ids({"CUDA_VISIBLE_DEVICES": "-1"}) == []
-    assert parallel.gpu_ids({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert resources.gpu_ids({"CUDA_VISIBLE_DEVICES": "2, 5"}) == ["2", "5"]
+    assert resources.gpu_ids({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    assert resources.gpu_ids({"CUDA_VISIBLE_DEVICES": ""}) == []
     fake = tmp_path / "nvidia-smi"
     fake.write_text(
         "#!/bin/sh\n"
@@ -56,9 +62,18 @@ def test_gpu_ids_from_cuda_visible_devices_or_nvidia_smi(tmp_path, monkeypatch):
     )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    assert parallel.gpu_ids({}) == ["0", "1"]
+    assert resources.gpu_ids({}) == ["0", "1"]
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    assert parallel.gpu_ids({}) == []
+    assert resources.gpu_ids({}) == []
+    assert resources.gpu_memory_mib(["0"]) == [None]
+
+
+def test_gpu_memory_by_index_or_uuid_from_nvidia_smi(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '0, GPU-a, 143771'\necho '1, GPU-b, 15360'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert resources.gpu_memory_mib(["1", "GPU-a", "7"]) == [15360, 143771, None]
 
 
 # ------------------------------------------------------------------------ selection (unit)
@@ -207,7 +222,7 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         nb.cells[1].source = probe + nb.cells[1].source
         course.submit(student, ASSIGNMENT, nb)
     monkeypatch.setattr(parallel, "gpu_ids", lambda: ["5", "7"])
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 4)
     settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
     assert [r.status for r in results] == [GRADED, GRADED]
@@ -271,3 +286,65 @@ def test_a_crashed_run_is_graded_once_more_and_a_second_crash_is_final(tiny_rele
     assert results["flaky"].score == results["flaky"].max_score > 0
     assert results["broken"].status == CRASHED
     assert results["broken"].reason.endswith("(happened twice)")
+
+
+def test_workers_follow_the_cores_this_process_may_use(monkeypatch):
+    """A Slurm task or ``taskset`` gives a share of the node: one worker per core of that share."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert resources.usable_cores() == 3
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert resources.usable_cores() == (os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------ a GPU shared by the class
+OOM = "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def _notebook_with_output(folder: Path, output: dict, source: str = "x = 1") -> Path:
+    nb = {"cells": [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [output],
+                     "execution_count": 1}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.ipynb").write_text(json.dumps(nb))
+    return folder
+
+
+def test_out_of_gpu_memory_is_read_from_the_outputs_only(tmp_path):
+    error = {"output_type": "error", "ename": "OutOfMemoryError", "evalue": OOM.split(": ", 1)[1],
+             "traceback": [OOM]}
+    assert resources.out_of_gpu_memory(_notebook_with_output(tmp_path / "err", error))
+    stderr = {"output_type": "stream", "name": "stderr", "text": "RuntimeError: CUDA error: "
+              "out of memory\n"}
+    assert resources.out_of_gpu_memory(_notebook_with_output(tmp_path / "stderr", stderr))
+    host = {"output_type": "error", "ename": "MemoryError", "evalue": "", "traceback": []}
+    assert not resources.out_of_gpu_memory(_notebook_with_output(tmp_path / "host", host))
+    quiet = {"output_type": "stream", "name": "stdout", "text": "ok\n"}
+    assert not resources.out_of_gpu_memory(
+        _notebook_with_output(tmp_path / "src", quiet, source=f"# {OOM}"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.ipynb").write_text("{not json")
+    assert not resources.out_of_gpu_memory(tmp_path / "bad")
+
+
+def test_a_notebook_that_found_the_shared_gpu_full_is_graded_again_on_the_cpu(
+    tiny_released, tmp_path, monkeypatch
+):
+    """Another student's notebook may take all of a shared GPU's memory: whoever then fails to
+    allocate is graded again on the CPU, not marked down (and told why)."""
+    course = copy_course(tiny_released, tmp_path / "gpu")
+    victim = submission(course)
+    victim.cells[1].source = (
+        'import os\nif os.environ.get("CUDA_VISIBLE_DEVICES"):\n'
+        '    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")\n'
+        + victim.cells[1].source)
+    course.submit("victim", ASSIGNMENT, victim)
+    course.submit("bystander", ASSIGNMENT, submission(course))
+    monkeypatch.setattr(parallel, "gpu_ids", lambda: ["0"])
+    monkeypatch.setattr(parallel, "gpu_memory_mib", lambda ids: [None])
+    settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
+    jobs = parallel.select_jobs(course, [ASSIGNMENT])
+    results = {r.student: r for r in parallel.autograde(course, jobs, settings)}
+    victim_grade, bystander = results["victim"], results["bystander"]
+    assert victim_grade.status == GRADED and parallel.GPU_RETRY in victim_grade.reason
+    assert victim_grade.score == victim_grade.max_score == sum(POINTS.values())
+    assert bystander.status == GRADED and parallel.GPU_RETRY not in bystander.reason
+    assert bystander.score == bystander.max_score
