@@ -610,6 +610,31 @@ def main() -> None:
         "sandbox": parallel.plan_sandbox(True).note,
     }
     print(f"{described}; load {info['load_start']:.2f}", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = out.read_text() if out.is_file() else HEADER
+    extra: list[str] = []
+    batches: list[Batch] = []
+    splits: dict[str, list[Split]] = {}
+    serial: dict[str, tuple[int, float, str, Sampler]] = {}
+    who: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def publish() -> str:
+        """The section as far as the run got, written now (a run stopped early, at a time limit
+        say, leaves what it measured)."""
+        info["load_end"] = os.getloadavg()[0]
+        if batches:
+            mix = {b.assignment: Counter(kind for kind, _ in who[b.assignment].values())
+                   for b in batches}
+            text = section(info, batches, splits, serial, mix, extra)
+        else:  # the sweep alone
+            text = "\n\n".join([f"## {info['date']}: GPU sharing, {info['machine']}",
+                                 f"{info['sandbox']}. {info['note']}".strip(), *extra]) + "\n"
+        out.write_text(previous.rstrip("\n") + "\n\n" + text)
+        if args.scores:
+            write_scores(Path(args.scores), who, batches)
+        return text
+
     base = Path(tempfile.mkdtemp(prefix="bench-class-"))
     try:
         course = Course.scratch(base / "course", origin=ROOT)
@@ -619,19 +644,18 @@ def main() -> None:
             course.generate_release(a)
             shutil.copytree(course.folder("release", ".", a), released.folder("release", ".", a))
         shutil.copy2(course.root / "gradebook.db", released.root / "gradebook.db")
-        who = {a: hand_in(course, a, args.students) for a in assignments}
+        who.update((a, hand_in(course, a, args.students)) for a in assignments)
         # once per `graders autograde` process, not per notebook: timed apart
         forkserver = runner.ForkedNbgrader.warm_up()
         info["note"] = (f"{info['note']} The forkserver the grading processes fork from "
                         f"started once, in {forkserver:.1f} s (not in the figures below).").strip()
-        extra = []
         if args.sweep:
             a = args.sweep_assignment or assignments[-1]
             chosen = sorted(who[a])[:args.sweep_students]
             workers = [int(w) for w in args.sweep.split(",")]
             extra.append(sweep_section(a, sweep(course, a, workers, chosen, bool(gpus))))
+            publish()
         timings = Timings()
-        batches, splits, serial = [], {}, {}
         for a in [] if args.sweep_only else assignments:
             # each assignment's batch, then its serial sample, close in time
             print(f"grading {args.students} x {a} ...", flush=True)
@@ -648,30 +672,18 @@ def main() -> None:
             if sample[:args.serial]:
                 serial[a] = compare_serial(released, course, base, batch,
                                            sample[:args.serial], bool(gpus))
-        info["load_end"] = os.getloadavg()[0]
-        mix = {a: Counter(kind for kind, _ in who[a].values()) for a in assignments}
-        if args.scores:
-            write_scores(Path(args.scores), who, batches)
+            publish()
         if args.compare:
             verdict = compare_scores(Path(args.compare), batches)
             print(f"compared with {args.compare}: {verdict}", flush=True)
             extra.append(f"Grades compared with `{Path(args.compare).name}` (another run's "
                          f"`--scores`, same class): {verdict}.")
-        if batches:
-            text = section(info, batches, splits, serial, mix, extra)
-        else:  # --sweep-only
-            text = "\n\n".join([f"## {info['date']}: GPU sharing, {info['machine']}",
-                                 f"{info['sandbox']}. {info['note']}".strip(), *extra])
+        print(publish())
     finally:
         if args.keep:
             print(f"kept {base}")
         else:
             parallel.force_rmtree(base)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    previous = out.read_text() if out.is_file() else HEADER
-    out.write_text(previous.rstrip("\n") + "\n\n" + text)
-    print(text)
 
 
 if __name__ == "__main__":
