@@ -179,7 +179,7 @@ class Prestarted:
         from graders.sandbox import kill_sandbox
 
         process = getattr(self.km.provisioner, "process", None)
-        if process is not None:
+        if process is not None and process.poll() is None:  # never a pid reaped already
             kill_sandbox(process.pid)
             with contextlib.suppress(Exception):
                 process.wait(timeout=10)
@@ -370,7 +370,8 @@ class _Process:
     def kill(self) -> None:
         from graders.sandbox import kill_sandbox
 
-        kill_sandbox(self.pid)
+        if self.poll() is None:  # still this kernel (psutil checks the start time)
+            kill_sandbox(self.pid)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)

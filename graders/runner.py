@@ -421,11 +421,14 @@ def run_limited(
             popen = subprocess.Popen(
                 cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-    root = psutil.Process(popen.pid)
+    try:
+        root = psutil.Process(popen.pid)
+    except psutil.NoSuchProcess:  # ended, and reaped by the forkserver, before the first look
+        root = None
     seen: dict[int, psutil.Process] = {}
     memory = MemoryWatch(limits.memory_mb)
     killed = None
-    while popen.poll() is None:
+    while root is not None and popen.poll() is None:
         procs = tree(root) + [p for k in kernels for p in tree(k) if p.pid != root.pid]
         seen.update((p.pid, p) for p in procs)
         killed = over_limit(procs, limits, time.monotonic() - start, memory)
@@ -440,7 +443,9 @@ def run_limited(
             break
         with contextlib.suppress(subprocess.TimeoutExpired):  # back at once when it exits
             popen.wait(timeout=POLL_S)
-    kill_tree(p for p in seen.values() if p.is_running())  # kernels nbgrader left behind
+    popen.wait()
+    # kernels nbgrader left behind
+    kill_tree(p for p in [*seen.values(), *kernels] if p.is_running())
     error = None
     if marker.is_file():
         facts = json.loads(marker.read_text())

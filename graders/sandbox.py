@@ -462,7 +462,9 @@ def sandboxed_kernel_command(
 
 # ------------------------------------------------------------------------------ jupyter side
 def kill_sandbox(pid: int) -> None:
-    """SIGKILL the sandbox whose outer ``bwrap`` process is ``pid``, and everything in it.
+    """SIGKILL the sandbox whose outer ``bwrap`` process is ``pid``, and everything in it. The
+    caller makes sure ``pid`` is still that process (its child not reaped yet, or a
+    :class:`psutil.Process` that is running): a reaped pid may be another process by now.
 
     Killing the outer ``bwrap`` alone is not enough while the sandbox is young: its inner
     process (the init of the sandbox's process namespace, in a session of its own) takes its

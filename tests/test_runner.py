@@ -221,6 +221,22 @@ def test_wall_clock_limit_kills_the_whole_tree_even_a_kernel_in_its_own_session(
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
 
 
+def test_a_run_gone_before_the_first_look_is_classified_not_raised(tmp_path, monkeypatch):
+    """A grading process can end (and its forkserver reap it) before the watchdog first looks:
+    the run still ends with its exit code and log, and the batch decides what it means."""
+    real = psutil.Process
+
+    def gone(pid=None):
+        if pid is not None and pid != os.getpid():
+            raise psutil.NoSuchProcess(pid)
+        return real(pid)
+
+    monkeypatch.setattr(runner.psutil, "Process", gone)
+    cmd = [sys.executable, "-c", "print('done'); raise SystemExit(3)"]
+    run = runner.run_limited(cmd, tmp_path, dict(os.environ), _limits(wall_s=30), tmp_path / "log")
+    assert run.returncode == 3 and "done" in run.log and run.killed is None
+
+
 def test_memory_limit_kills_a_hog_among_the_descendants(tmp_path, monkeypatch):
     """The hog (a descendant, like a kernel) goes at once; the grading process (here the
     spawner, which never ends by itself) gets the grace to save what was earned, then goes."""
