@@ -150,3 +150,25 @@ def test_a_notebook_killed_at_its_wall_clock_limit_keeps_the_points_earned(
     cells = {g: (c.score, c.needs_manual_grade) for g, c in grade.cells.items()}
     assert cells == {"test_add": (POINTS["test_add"], False),
                      "test_mul": (POINTS["test_mul"], False), "test_square": (0.0, False)}
+
+
+def test_plain_nbgrader_grading_again_clears_the_status_the_tool_kept(tiny_released, tmp_path):
+    """The formgrader's autograde button runs plain nbgrader: a `timed out (partial)` the tool
+    kept from an earlier grading would otherwise stay in the export next to nbgrader's new
+    full marks. Only the student graded again loses it."""
+    from sqlalchemy import create_engine
+
+    from graders import gradebook, kept_status
+
+    course = copy_course(tiny_released, tmp_path / "c")
+    course.submit("again", ASSIGNMENT, submission(course))
+    kept_status.set_status(course.db_url, ASSIGNMENT, "again", TIMED_OUT_PARTIAL, "cell 3")
+    kept_status.set_status(course.db_url, ASSIGNMENT, "other", CRASHED, "kernel died")
+    course.autograde(ASSIGNMENT)
+    grade = gradebook.read_grades(course.db_url, ASSIGNMENT)["again"]
+    assert grade.status == GRADED and grade.score == sum(POINTS.values())
+    engine = create_engine(course.db_url)
+    try:
+        assert set(kept_status.stored(engine, ASSIGNMENT)) == {"other"}
+    finally:
+        engine.dispose()

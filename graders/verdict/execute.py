@@ -405,6 +405,17 @@ def run_cells(
 
 
 # ---------------------------------------------------------------------------------- nbgrader
+def _forget_kept_status(resources: Any) -> None:
+    """A status the tool kept for this submission (timed out, crashed, ...) is stale once plain
+    ``nbgrader autograde`` grades it again; never let that stop the grading."""
+    from graders import kept_status
+
+    info = (resources or {}).get("nbgrader", {})
+    if {"db_url", "assignment", "student"} <= info.keys():
+        with contextlib.suppress(Exception):
+            kept_status.forget_grading(info["db_url"], info["assignment"], info["student"])
+
+
 class VerdictExecute(Execute):
     """nbgrader's ``Execute`` with test cells run on the trusted side (see the module
     docstring). Test code and setup cells come from the gradebook."""
@@ -446,6 +457,8 @@ class VerdictExecute(Execute):
         return AsyncKernelManager
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
+        if not os.environ.get(ENV_PROGRESS):  # plain nbgrader: `graders` records its own
+            _forget_kept_status(resources)
         progress = ProgressLog(os.environ.get(ENV_PROGRESS))
         progress.write(phase="begin")
         tests, setup = self._definitions(resources)
