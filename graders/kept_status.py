@@ -44,19 +44,6 @@ def forget(engine: Engine, students: Iterable[str]) -> None:
             conn.execute(TABLE.delete().where(TABLE.c.student.in_(students)))
 
 
-def forget_grading(db_url: str, assignment: str, student: str) -> None:
-    """Drop what is kept for ``student``'s ``assignment``: it is being graded again by plain
-    ``nbgrader autograde`` (the formgrader's button), whose result nbgrader's rows say."""
-    engine = create_engine(db_url)
-    try:
-        if inspect(engine).has_table(TABLE.name):
-            with engine.begin() as conn:
-                mine = (TABLE.c.assignment == assignment) & (TABLE.c.student == student)
-                conn.execute(TABLE.delete().where(mine))
-    finally:
-        engine.dispose()
-
-
 def set_status(db_url: str, assignment: str, student: str, status: str, reason: str = "") -> None:
     """Keep the status of ``student``'s last grading of ``assignment``: graded and flagged keep
     nothing (nbgrader's rows say it), any other status replaces what was kept."""

@@ -409,11 +409,12 @@ def _forget_kept_status(resources: Any) -> None:
     """A status the tool kept for this submission (timed out, crashed, ...) is stale once plain
     ``nbgrader autograde`` grades it again; never let that stop the grading."""
     from graders import kept_status
+    from graders.status import GRADED
 
     info = (resources or {}).get("nbgrader", {})
     if {"db_url", "assignment", "student"} <= info.keys():
-        with contextlib.suppress(Exception):
-            kept_status.forget_grading(info["db_url"], info["assignment"], info["student"])
+        with contextlib.suppress(Exception):  # graded: nothing kept, what was kept goes
+            kept_status.set_status(info["db_url"], info["assignment"], info["student"], GRADED)
 
 
 class VerdictExecute(Execute):
