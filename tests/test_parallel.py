@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from tinycourse import ASSIGNMENT, POINTS, copy_course, expected_scores, submission, tiny_released
 
-from graders import parallel, report, resources, shards
+from graders import parallel, report, resources, runner, shards
 from graders.course import Course
 from graders.gradebook import CellGrade, SubmissionGrade
 from graders.parallel import Job
 from graders.status import CRASHED, FLAGGED, GRADED, MISSING, REFUSED, TIMED_OUT
+from graders.verdict.execute import ENV_PROGRESS, ProgressLog
 
 __all__ = ["tiny_released"]  # a fixture
 
@@ -209,7 +210,9 @@ def test_parallel_grading_equals_serial_nbgrader(tiny_released, tmp_path):
 def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
     tiny_released, tmp_path, monkeypatch
 ):
-    """The environment a slot sets reaches the student's kernel (through the sandbox too)."""
+    """The environment a slot sets reaches the student's kernel (through the sandbox too), and
+    its thread count the trusted side's torch too (the forked nbgrader found torch loaded by the
+    forkserver with a thread per core)."""
     course = copy_course(tiny_released, tmp_path / "env")
     probe = textwrap.dedent(
         """\
@@ -222,7 +225,17 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         nb.cells[1].source = probe + nb.cells[1].source
         course.submit(student, ASSIGNMENT, nb)
     monkeypatch.setattr(parallel, "gpu_ids", lambda: ["5", "7"])
-    monkeypatch.setattr(parallel, "usable_cores", lambda: 4)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    trusted = []
+    run_limited = runner.run_limited
+
+    def watched(cmd, cwd, env, *args, **kwargs):
+        run = run_limited(cmd, cwd, env, *args, **kwargs)
+        events = ProgressLog.read(Path(env[ENV_PROGRESS]))
+        trusted.extend(e.get("threads") for e in events if e.get("phase") == "begin")
+        return run
+
+    monkeypatch.setattr(runner, "run_limited", watched)
     settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
     assert [r.status for r in results] == [GRADED, GRADED]
@@ -231,9 +244,11 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         text = course.autograded_path(student, ASSIGNMENT).read_text()
         line = next(ln for ln in text.split('"') if ln.startswith("ENV "))
         _, threads, gpu = line.replace("\\n", "").split()
-        assert threads == "2"  # 4 cores / 2 workers
+        assert threads == "1"  # 2 cores / 2 workers
         seen.add(gpu)
     assert seen <= {"5", "7"} and seen
+    if runner.FORK_NBGRADER:  # torch was loaded before the slot's environment was known
+        assert trusted == [1, 1]
 
 
 # ------------------------------------------------------------------------- command line

@@ -64,6 +64,13 @@ def _warm_up() -> None:
         torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0).step()
 
 
+def _torch_threads() -> int | None:
+    """The threads torch gives an operation in this thread, the one the test cells run in on
+    the trusted side (None: torch is not loaded here)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
 class GradingSession:
     """The agent in one student kernel, a bridge to it and the trusted runner."""
 
@@ -210,7 +217,8 @@ class ProgressLog:
     stopped answering (after a time limit, or not). The phases of the run are marked too, for
     benchmarks: ``{"phase": "begin"}`` when the executor starts (nbgrader is up),
     ``"kernel"`` once the kernel answers, ``"agent"`` once the grading agent is in it, ``"end"``
-    after the last cell, ``"shutdown"`` once the kernel is shut down. Every event carries
+    after the last cell, ``"shutdown"`` once the kernel is shut down; ``"begin"`` also says how
+    many threads torch uses on the trusted side (``"threads"``). Every event carries
     ``"t"``, the wall-clock time it was written.
 
     No path (``GRADERS_PROGRESS`` unset), no file: plain ``nbgrader autograde`` needs none."""
@@ -461,7 +469,7 @@ class VerdictExecute(Execute):
         if not os.environ.get(ENV_PROGRESS):  # plain nbgrader: `graders` records its own
             _forget_kept_status(resources)
         progress = ProgressLog(os.environ.get(ENV_PROGRESS))
-        progress.write(phase="begin")
+        progress.write(phase="begin", threads=_torch_threads())
         tests, setup = self._definitions(resources)
         adopted = km is None and self._adopt(nb, resources)
         NotebookClient.__init__(self, nb, adopted or km)
