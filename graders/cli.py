@@ -210,8 +210,13 @@ def add_autograde_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help="parallel notebooks (default: one per CPU core, and on GPUs no more than their "
-        f"memory holds at {KERNEL_GPU_MIB} MiB each)",
+        help="parallel notebooks (default: one per CPU core)",
+    )
+    parser.add_argument(
+        "--gpu-workers",
+        type=int,
+        help="how many of them grade on the GPUs, the others on the CPU with CUDA hidden "
+        f"(default: as many as the GPUs' memory holds at {KERNEL_GPU_MIB} MiB each; 0: none)",
     )
     parser.add_argument(
         "--cell-timeout",
@@ -279,8 +284,12 @@ def settings_from_args(args: argparse.Namespace) -> parallel.Settings:
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, not {value}")
+    gpu_workers = getattr(args, "gpu_workers", None)
+    if gpu_workers is not None and gpu_workers < 0:
+        raise SystemExit(f"error: --gpu-workers must be 0 or more, not {gpu_workers}")
     return parallel.Settings(
         workers=args.workers,
+        gpu_workers=gpu_workers,
         cell_timeout=args.cell_timeout,
         notebook_timeout=args.notebook_timeout,
         memory_mb=args.memory_mb,

@@ -19,7 +19,12 @@ the repository and the scratch course are hidden, except the notebook's own fold
 virtual environment and ``src/`` are read-only. Without it student code runs with the
 instructor's rights, and every report says so loudly. Sandboxed, a worker that begins a
 submission also starts the next one's kernel (:mod:`graders.prestart`), which that submission's
-grading run adopts.
+grading run adopts: a free worker takes the first waiting submission whose kernel a worker of
+its kind started (the same GPU, or the CPU).
+
+On a machine with GPUs, ``gpu_workers`` of the workers grade on them (default: as many
+notebooks as their memory holds, :mod:`graders.resources`) and the others on the CPU with CUDA
+hidden; a notebook whose GPU ran out of memory is graded once more on the CPU.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from graders import gradebook, kept_status, partial, prestart, runner, scan, sha
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.resources import (
+    default_gpu_workers,
     default_memory_mb,
     default_workers,
     gpu_ids,
@@ -95,7 +101,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Slot:
-    """What one worker may use: BLAS/torch threads and, if any, one GPU."""
+    """What one worker may use: BLAS/torch threads and, on a GPU machine, one GPU (its id) or
+    none (``""``: the CPU, with CUDA hidden from the notebook). ``gpu`` None: no GPU machine."""
 
     index: int
     threads: int
@@ -113,13 +120,17 @@ class Slot:
 class Settings:
     """How to grade: pool size, limits, sandbox.
 
-    ``cell_timeout`` None keeps the course's ``Execute.timeout``; ``notebook_timeout`` None is
-    :data:`NOTEBOOK_TIMEOUT_CELLS` times the per-cell limit; ``memory_mb`` None is an equal
-    share of 80% of the machine's memory per worker. ``max_processes`` and ``disk_mb`` bound
-    each grading run's process tree and its sandbox's disk (see :mod:`graders.runner`).
+    ``workers`` None is one per usable core; ``gpu_workers`` (on a machine with GPUs) how many
+    of them grade on the GPUs, the others on the CPU, None: as many as the GPUs' memory holds
+    (:func:`graders.resources.default_gpu_workers`). ``cell_timeout`` None keeps the course's
+    ``Execute.timeout``; ``notebook_timeout`` None is :data:`NOTEBOOK_TIMEOUT_CELLS` times the
+    per-cell limit; ``memory_mb`` None is an equal share of 80% of the machine's memory per
+    worker. ``max_processes`` and ``disk_mb`` bound each grading run's process tree and its
+    sandbox's disk (see :mod:`graders.runner`).
     """
 
     workers: int | None = None
+    gpu_workers: int | None = None
     cell_timeout: float | None = None
     notebook_timeout: float | None = None
     memory_mb: int | None = None
@@ -132,12 +143,18 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------- slots
-def make_slots(workers: int, cores: int, gpus: Sequence[str]) -> list[Slot]:
-    """One :class:`Slot` per worker: an equal share of the cores (at least one thread each) and,
-    with GPUs, GPU ``i % len(gpus)`` for worker ``i``."""
-    threads = max(1, cores // max(1, workers))
+def make_slots(
+    workers: int, cores: int, gpus: Sequence[str], gpu_workers: int | None = None
+) -> list[Slot]:
+    """One :class:`Slot` per worker: an equal share of the cores (at least one thread each);
+    with GPUs, the first ``gpu_workers`` (default: all) get GPU ``i % len(gpus)`` and the
+    others the CPU, with CUDA hidden."""
+    workers = max(1, workers)
+    threads = max(1, cores // workers)
+    on_gpu = 0 if not gpus else workers if gpu_workers is None else gpu_workers
     return [
-        Slot(i, threads, gpus[i % len(gpus)] if gpus else None) for i in range(max(1, workers))
+        Slot(i, threads, None if not gpus else gpus[i % len(gpus)] if i < on_gpu else "")
+        for i in range(workers)
     ]
 
 
@@ -322,6 +339,11 @@ def autograde_command(ctx: _Context, job: Job, scratch: Path) -> list[str]:
     ]
 
 
+def worker_env(ctx: _Context, slot: Slot) -> dict[str, str]:
+    """The environment of the nbgrader processes ``slot``'s worker runs."""
+    return nbgrader_env({**slot.env(), **ctx.extra_env})
+
+
 def grade_in_scratch(
     ctx: _Context, job: Job, slot: Slot, refused: str = ""
 ) -> tuple[SubmissionGrade, Path]:
@@ -341,7 +363,7 @@ def grade_in_scratch(
     """
     scratch = ctx.scratch_root / f"{job.assignment}--{job.student}"
     seconds = 0.0
-    env = nbgrader_env({**slot.env(), **ctx.extra_env})
+    env = worker_env(ctx, slot)
     run_env, on_cpu = env, False
     for attempt in (1, 2):
         if attempt == 2:
@@ -452,7 +474,10 @@ def resolve(
     ``settings.notebook_timeout`` or :data:`NOTEBOOK_TIMEOUT_CELLS` times the cell timeout."""
     cores = usable_cores()
     gpus = gpu_ids()
-    workers = settings.workers or default_workers(cores, gpu_memory_mib(gpus) if gpus else [])
+    workers = settings.workers or default_workers(cores)
+    on_gpu = settings.gpu_workers
+    if gpus and on_gpu is None:
+        on_gpu = default_gpu_workers(workers, gpu_memory_mib(gpus))
     memory = settings.memory_mb or default_memory_mb(workers)
     timeouts, limits = {}, {}
     for a in assignments:
@@ -466,7 +491,7 @@ def resolve(
             max_processes=settings.max_processes,
             disk_mb=settings.disk_mb,
         )
-    return make_slots(workers, cores, gpus), timeouts, limits
+    return make_slots(workers, cores, gpus, on_gpu), timeouts, limits
 
 
 def autograde(
@@ -503,16 +528,29 @@ def autograde(
         for slot in slots:
             free.put(slot)
 
-        def in_a_slot(job: Job, refused: str) -> tuple[SubmissionGrade, Path]:
+        # Jobs waiting for a worker, in order. A worker takes the first one whose kernel was
+        # started ahead by a worker of its kind (same GPU or the CPU), so none is discarded
+        # for the wrong device (Ahead.pick); without kernels ahead, simply the first.
+        waiting: list[tuple[Job, str]] = []
+        lock = threading.Lock()
+
+        def in_a_slot() -> tuple[Job, tuple[SubmissionGrade, Path] | BaseException]:
             slot = free.get()
             try:
-                return grade_in_scratch(ctx, job, slot, refused)
+                with lock:
+                    at = ahead.pick([j for j, _ in waiting], worker_env(ctx, slot)) \
+                        if ahead else 0
+                    job, refused = waiting.pop(at if 0 <= at < len(waiting) else 0)
+                try:
+                    return job, grade_in_scratch(ctx, job, slot, refused)
+                except Exception as err:  # noqa: BLE001 (recorded as this job's crash)
+                    return job, err
             finally:
                 free.put(slot)
 
         bar = tqdm(total=len(jobs), desc="autograde", unit="nb", disable=not settings.progress)
         with bar, ThreadPoolExecutor(max_workers=len(slots)) as pool:
-            futures = {}
+            futures = []
             for job in jobs:
                 pre = precheck(course, job)
                 if job.assignment in broken:
@@ -522,12 +560,14 @@ def autograde(
                 else:
                     if ahead and not pre:  # queued in this order; refused ones start no kernel
                         ahead.expect(job)
-                    futures[pool.submit(in_a_slot, job, pre[1] if pre else "")] = job
+                    with lock:
+                        waiting.append((job, pre[1] if pre else ""))
+                    futures.append(pool.submit(in_a_slot))
             bar.update(len(results))
             try:
                 for future in as_completed(futures):
-                    job = futures[future]
-                    results[job] = _finish(ctx, job, future, settings.keep_scratch)
+                    job, outcome = future.result()
+                    results[job] = _finish(ctx, job, outcome, settings.keep_scratch)
                     bar.update()
             except KeyboardInterrupt:
                 stopping.set()
@@ -542,12 +582,14 @@ def autograde(
     return [results[job] for job in jobs]
 
 
-def _finish(ctx: _Context, job: Job, future, keep_scratch: bool) -> SubmissionGrade:
+def _finish(
+    ctx: _Context, job: Job, outcome: tuple[SubmissionGrade, Path] | BaseException,
+    keep_scratch: bool,
+) -> SubmissionGrade:
     """The parent's handling of one finished worker: record it, never let it raise."""
-    try:
-        result, scratch = future.result()
-    except Exception as err:
-        return job.grade(CRASHED, one_line(f"grading failed: {err}"))
+    if isinstance(outcome, BaseException):
+        return job.grade(CRASHED, one_line(f"grading failed: {outcome}"))
+    result, scratch = outcome
     try:
         record(ctx.course, result, scratch, ctx.orders.get(job.assignment))
     except Exception as err:

@@ -237,7 +237,7 @@ class Ahead:
         self._plan = plan
         self._most = most
         self._ready: dict[object, Prestarted] = {}
-        self._starting: set[object] = set()
+        self._starting: dict[object, dict[str, str]] = {}  # job -> the worker's environment
         self._learned: tuple[dict[str, str], set[str]] | None = None
         self._cond = threading.Condition()
         self._closed = False
@@ -272,6 +272,21 @@ class Ahead:
             added, gone = self._learned
         return {**{k: v for k, v in env.items() if k not in gone}, **added}
 
+    def pick(self, jobs: Sequence[object], env: dict[str, str]) -> int:
+        """Which of the queued ``jobs`` (in order) a worker with ``env`` grades next: the first
+        whose kernel was started (or is starting) with ``env``, else the first with no kernel
+        ahead, else the first. With workers of several kinds (GPU and CPU slots, several GPUs)
+        a kernel is adopted by a worker of its own kind instead of discarded."""
+        with self._cond:
+            for i, job in enumerate(jobs):
+                kernel = self._ready.get(job)
+                if (kernel.env if kernel is not None else self._starting.get(job)) == env:
+                    return i
+            for i, job in enumerate(jobs):
+                if job not in self._ready and job not in self._starting:
+                    return i
+        return 0
+
     def take(self, job: object, env: dict[str, str]) -> Prestarted | None:
         """The kernel started for ``job`` (None if there is none, or it was started with
         another environment, e.g. another GPU: then it is discarded)."""
@@ -297,7 +312,7 @@ class Ahead:
                     or not self._upcoming:
                 return
             job = self._upcoming.pop(0)
-            self._starting.add(job)
+            self._starting[job] = dict(env)
         kernel = None
         try:
             plan = self._plan(job)
@@ -310,7 +325,7 @@ class Ahead:
         except Exception:  # noqa: BLE001 (the job's grading starts its own kernel)
             kernel = None
         with self._cond:
-            self._starting.discard(job)
+            self._starting.pop(job, None)
             if kernel is not None and not self._closed:
                 self._ready[job], kernel = kernel, None
             self._cond.notify_all()

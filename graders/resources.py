@@ -1,5 +1,6 @@
 """What the machine offers a grading batch: the cores this process may use, the GPUs and their
-memory, and from them the default pool size and memory share per worker; and whether a
+memory, and from them the default pool size, how many of its workers grade on the GPUs and the
+memory share per worker; and whether a
 notebook ran out of GPU memory (on a GPU shared by other students' notebooks).
 
 Measured on one NVIDIA H200 with 16 cores (2026-11-27, ``scripts/bench_class.py --sweep``,
@@ -77,18 +78,23 @@ def gpu_memory_mib(ids: Sequence[str]) -> list[int | None]:
     return [found.get(i) for i in ids]
 
 
-def default_workers(cores: int, gpu_mib: Sequence[int | None] = ()) -> int:
-    """Pool size: one worker per core, and on GPUs no more notebooks than their memory holds
-    at :data:`KERNEL_GPU_MIB` each (:data:`GPU_MEMORY_SHARE` of it; a GPU of unknown memory
-    takes as many as the cores). Measured on one H200 with 16 cores: the notebooks are bound by
-    the cores, not the GPU (14 on it at once used 8% of it and 9% of its memory while the cores
-    were busy), so the former 2 workers per GPU left 14 cores idle."""
-    cores = max(1, cores)
+def default_workers(cores: int) -> int:
+    """Pool size: one worker per core (the notebooks are bound by the cores, measured on an
+    NVIDIA H200 and an NVIDIA H100 with 16 cores each, docs/benchmarks/class.md)."""
+    return max(1, cores)
+
+
+def default_gpu_workers(workers: int, gpu_mib: Sequence[int | None] = ()) -> int:
+    """How many of ``workers`` grade on the GPUs (the others on the CPU): as many notebooks as
+    the GPUs' memory holds at :data:`KERNEL_GPU_MIB` each (:data:`GPU_MEMORY_SHARE` of it; a GPU
+    of unknown memory takes them all), at least one per GPU. On a 16 GB card with 16 cores: 5
+    notebooks on the GPU and 11 on the CPU at once, where the former cap of the whole pool by
+    the GPU's memory left 11 cores idle."""
     if not gpu_mib:
-        return cores
-    fits = sum(cores if mib is None else max(1, int(mib * GPU_MEMORY_SHARE) // KERNEL_GPU_MIB)
+        return 0
+    fits = sum(workers if mib is None else max(1, int(mib * GPU_MEMORY_SHARE) // KERNEL_GPU_MIB)
                for mib in gpu_mib)
-    return min(cores, fits)
+    return max(0, min(workers, fits))
 
 
 def default_memory_mb(workers: int) -> int:

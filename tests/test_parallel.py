@@ -38,17 +38,37 @@ def test_slots_share_the_cores_and_round_robin_the_gpus():
     assert "CUDA_VISIBLE_DEVICES" not in cpu_only[0].env()
 
 
-def test_default_workers_follow_the_cores_and_the_gpus_memory():
+def test_some_workers_on_the_gpus_the_others_on_the_cpu_with_cuda_hidden():
+    slots = parallel.make_slots(workers=4, cores=16, gpus=["0", "1"], gpu_workers=3)
+    assert [s.gpu for s in slots] == ["0", "1", "0", ""]
+    assert slots[3].env()["CUDA_VISIBLE_DEVICES"] == ""  # hidden, not inherited
+    assert [s.gpu for s in parallel.make_slots(2, 2, ["0"], gpu_workers=0)] == ["", ""]
+
+
+def test_default_workers_are_the_cores_and_the_gpus_memory_sets_how_many_use_them():
     assert resources.default_workers(cores=16) == 16
-    assert resources.default_workers(cores=16, gpu_mib=[143771]) == 16  # an H200: the cores bind
+    assert resources.default_workers(cores=0) == 1
     per_t4 = int(15360 * resources.GPU_MEMORY_SHARE) // resources.KERNEL_GPU_MIB
     assert 1 < per_t4 < 16
-    assert resources.default_workers(cores=16, gpu_mib=[15360]) == per_t4
-    assert resources.default_workers(cores=16, gpu_mib=[15360, 15360]) == 2 * per_t4
-    assert resources.default_workers(cores=16, gpu_mib=[1000]) == 1  # a tiny GPU still grades
-    assert resources.default_workers(cores=16, gpu_mib=[None]) == 16  # memory unknown
-    assert resources.default_workers(cores=2, gpu_mib=[143771] * 4) == 2  # never more than cores
-    assert resources.default_workers(cores=0) == 1
+    assert resources.default_gpu_workers(16, [143771]) == 16  # an H200: every worker
+    assert resources.default_gpu_workers(16, [15360]) == per_t4  # a T4: the rest on the CPU
+    assert resources.default_gpu_workers(16, [15360, 15360]) == 2 * per_t4
+    assert resources.default_gpu_workers(16, [1000]) == 1  # a tiny GPU still grades
+    assert resources.default_gpu_workers(16, [None]) == 16  # memory unknown
+    assert resources.default_gpu_workers(2, [143771] * 4) == 2  # never more than the workers
+    assert resources.default_gpu_workers(16, []) == 0
+
+
+def test_a_small_gpu_no_longer_idles_the_cores(tiny_released, monkeypatch):
+    """16 cores and one 16 GB GPU: 16 workers, as many on the GPU as its memory holds."""
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 16)
+    monkeypatch.setattr(parallel, "gpu_ids", lambda: ["0"])
+    monkeypatch.setattr(parallel, "gpu_memory_mib", lambda ids: [15360])
+    slots, _, _ = parallel.resolve(tiny_released, parallel.Settings(), [ASSIGNMENT])
+    on_gpu = resources.default_gpu_workers(16, [15360])
+    assert [s.gpu for s in slots] == ["0"] * on_gpu + [""] * (16 - on_gpu)
+    slots, _, _ = parallel.resolve(tiny_released, parallel.Settings(gpu_workers=0), [ASSIGNMENT])
+    assert {s.gpu for s in slots} == {""}
 
 
 def test_gpu_ids_from_cuda_visible_devices_or_nvidia_smi(tmp_path, monkeypatch):
@@ -236,17 +256,17 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         return run
 
     monkeypatch.setattr(runner, "run_limited", watched)
-    settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
+    settings = parallel.Settings(workers=2, gpu_workers=1, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
     assert [r.status for r in results] == [GRADED, GRADED]
     seen = set()
     for student in ("p1", "p2"):
         text = course.autograded_path(student, ASSIGNMENT).read_text()
         line = next(ln for ln in text.split('"') if ln.startswith("ENV "))
-        _, threads, gpu = line.replace("\\n", "").split()
+        _, threads, *gpu = line.replace("\\n", "").split()
         assert threads == "1"  # 2 cores / 2 workers
-        seen.add(gpu)
-    assert seen <= {"5", "7"} and seen
+        seen.add(" ".join(gpu))
+    assert seen == {"5", ""}  # one worker on GPU 5, the other on the CPU with CUDA hidden
     if runner.FORK_NBGRADER:  # torch was loaded before the slot's environment was known
         assert trusted == [1, 1]
 
@@ -262,6 +282,8 @@ def test_cli_errors_are_one_line_and_exit_code_says_not_all_graded(
         main(["--root", str(course.root), "autograde", "--shard", "half"])
     with pytest.raises(SystemExit, match="^error: --workers must be positive"):
         main(["--root", str(course.root), "autograde", "--workers", "0"])
+    with pytest.raises(SystemExit, match="^error: --gpu-workers must be 0 or more"):
+        main(["--root", str(course.root), "autograde", "--gpu-workers", "-1"])
     (course.root / "submitted" / "ghost" / ASSIGNMENT).mkdir(parents=True)
     assert main(["--root", str(course.root), "autograde", "--no-sandbox"]) == 1
     out, err = capsys.readouterr()

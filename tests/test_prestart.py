@@ -85,6 +85,28 @@ def test_each_kernel_ahead_goes_to_its_own_job_once(monkeypatch, tmp_path):
     assert len(started) == 3  # closed: nothing more starts
 
 
+def test_a_worker_picks_the_job_whose_kernel_a_worker_of_its_kind_started(
+    monkeypatch, tmp_path
+):
+    """GPU and CPU workers (or two GPUs): a kernel started ahead by one kind goes to a worker of
+    that kind, instead of being discarded by the other."""
+    monkeypatch.setattr(prestart, "start",
+                        lambda folder, files, name, env, modules: FakeKernel(folder.name, env))
+    ahead = prestart.Ahead(lambda job: (tmp_path / job, [], "k", []), 4, ["a", "b", "c", "d"])
+    (tmp_path / "seen.json").write_text("{}")
+    gpu, cpu = {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": ""}
+    ahead.learn(gpu, tmp_path / "seen.json")
+    assert ahead.pick(["a", "b"], cpu) == 0  # no kernel ahead yet: the first
+    ahead.start_next(gpu)  # a: started by a GPU worker
+    ahead.start_next(cpu)  # b: by a CPU worker
+    assert ahead.pick(["a", "b", "c"], cpu) == 1
+    assert ahead.pick(["a", "b", "c"], gpu) == 0
+    assert ahead.pick(["a", "c"], {"CUDA_VISIBLE_DEVICES": "1"}) == 1  # c: no kernel yet
+    assert ahead.pick(["a"], cpu) == 0  # only the other kind's: taken (and discarded)
+    assert ahead.take("b", cpu).job == "b"
+    assert ahead.take("a", cpu) is None
+
+
 def test_a_job_whose_kernel_is_being_launched_waits_for_it(monkeypatch, tmp_path):
     def slow_start(folder, files, kernel_name, env, modules):
         time.sleep(0.3)
