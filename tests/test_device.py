@@ -92,6 +92,21 @@ def test_seed_everything_repeats_draws():
     assert not torch.equal(first[2], other[2])
 
 
+def test_seed_everything_makes_gpu_runs_repeatable_in_float32():
+    flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32 = False, True
+        torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = True, True
+        device.seed_everything(0)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert not torch.backends.cudnn.allow_tf32  # TF32 convolutions: the default on Ampere+
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = flags
+
+
 def test_set_num_threads_argument(restore_threads):
     assert device.set_num_threads(1) == 1
     assert torch.get_num_threads() == 1
