@@ -2,7 +2,7 @@
 
 Usage: python scripts/bench_class.py [--students 200] [--assignments A ...] [--workers W]
        [--serial 5] [--out docs/benchmarks/class.md] [--note TEXT] [--no-prestart]
-       [--sweep 4,8,16 [--sweep-assignment A] [--sweep-students 16]]
+       [--gpu-workers G] [--sweep 16,16/8,16/4 [--sweep-assignment A] [--sweep-students 16]]
        [--scores grades.csv] [--compare other-grades.csv]
 
 A scratch course is released; every assignment gets ``--students`` submissions (students
@@ -24,11 +24,11 @@ students of the class that are not hostile, tampered or corrupt) is graded by on
 this tool has, and its scores are compared with the tool's.
 
 ``--sweep`` first grades the same ``--sweep-students`` notebooks of one assignment once per
-worker count (on a GPU machine: how many notebooks share the GPU before throughput stops
-rising; the largest GPU memory of one process and how many were on the GPU at once come from
-``nvidia-smi``). ``--scores`` writes every grade (status and score) to a CSV; ``--compare``
-reads another run's (the same class graded on another machine, the CPU) and says whether
-every grade is the same.
+worker count, ``W/G`` for W workers of which G on the GPU and the others on the CPU (on a GPU
+machine: how many notebooks share the GPU before throughput stops rising; the largest GPU
+memory of one process and how many were on the GPU at once come from ``nvidia-smi``).
+``--scores`` writes every grade (status and score) to a CSV; ``--compare`` reads another run's
+(the same class graded on another machine, the CPU) and says whether every grade is the same.
 
 Per notebook, the split comes from what the batch measures anyway: the grading process's
 seconds (:class:`graders.runner.Run`), the executor's progress file (``GRADERS_PROGRESS``:
@@ -206,6 +206,25 @@ class Timings:
         return [(runner, "run_limited", timed_run), (parallel, "prepare_scratch", timed_prepare),
                 (parallel, "record", timed_record)]
 
+    def heaviest_cells(self, assignment: str, most: int = 6) -> list[tuple[str, str, float]]:
+        """The ``most`` cells of ``assignment`` with the largest mean seconds over the runs that
+        reached them: (label, "test" or "cell", mean seconds), heaviest first."""
+        seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+        prefix = f"{assignment}--"
+        for key, runs in self.runs.items():
+            if not key.startswith(prefix):
+                continue
+            for t in runs:
+                for e in t.events:
+                    if "seconds" not in e:
+                        continue
+                    if "test" in e:
+                        seconds[(str(e["test"]), "test")].append(float(e["seconds"]))
+                    elif "done" in e:
+                        seconds[(str(e["done"]), "cell")].append(float(e["seconds"]))
+        means = [(label, kind, statistics.mean(v)) for (label, kind), v in seconds.items()]
+        return sorted(means, key=lambda m: -m[2])[:most]
+
     def _add_tool(self, key: str, start: float) -> None:
         with self.lock:
             self.tool[key] += time.perf_counter() - start
@@ -331,13 +350,23 @@ class Batch:
     results: list
     sampler: Sampler
     workers: int
+    gpu_workers: int = 0  # how many of the workers graded on a GPU
+
+    @property
+    def placement(self) -> str:
+        """``16`` (all on the GPU, or no GPU), or ``16 (8 on the GPU)``."""
+        mixed = 0 < self.gpu_workers < self.workers or (self.gpu_workers == 0 and self.gpu_seen)
+        return f"{self.workers} ({self.gpu_workers} on the GPU)" if mixed else str(self.workers)
+
+    gpu_seen: bool = False  # the machine has a GPU
 
 
 def grade_class(course: Course, assignment: str, workers: int | None, timings: Timings,
-                gpus: bool, prestart: bool = True, students: list[str] | None = None) -> Batch:
+                gpus: bool, prestart: bool = True, students: list[str] | None = None,
+                gpu_workers: int | None = None) -> Batch:
     """The whole class of ``assignment`` (or only ``students``), as ``python -m graders
     autograde <a>`` grades it."""
-    settings = parallel.Settings(workers=workers, prestart=prestart)
+    settings = parallel.Settings(workers=workers, gpu_workers=gpu_workers, prestart=prestart)
     plan = parallel.plan_sandbox(settings.sandbox)
     slots, _, _ = parallel.resolve(course, settings, [assignment])
     jobs = parallel.select_jobs(course, [assignment], students)
@@ -347,7 +376,8 @@ def grade_class(course: Course, assignment: str, workers: int | None, timings: T
     with Patched(timings):
         results = parallel.autograde(course, jobs, settings, plan)
     wall = time.perf_counter() - start
-    return Batch(assignment, wall, results, sampler.stop(), len(slots))
+    return Batch(assignment, wall, results, sampler.stop(), len(slots),
+                 sum(bool(s.gpu) for s in slots), gpus)
 
 
 def grade_serial(released: Course, dest: Path, assignment: str, chosen: dict[str, object],
@@ -384,13 +414,25 @@ def compare_serial(released: Course, course: Course, base: Path, batch: Batch,
     return len(sample), wall, same, sampler
 
 
-def sweep(course: Course, assignment: str, workers: list[int], students: list[str],
-          gpus: bool) -> list[Batch]:
-    """The same ``students`` of ``assignment`` graded once per worker count (GPU sharing)."""
+def parse_sweep(text: str) -> list[tuple[int, int | None]]:
+    """``16,8/4`` -> [(16, None), (8, 4)]: workers, and how many of them on the GPU (None: the
+    tool's default)."""
+    out = []
+    for item in text.split(","):
+        w, _, g = item.strip().partition("/")
+        out.append((int(w), int(g) if g else None))
+    return out
+
+
+def sweep(course: Course, assignment: str, workers: list[tuple[int, int | None]],
+          students: list[str], gpus: bool) -> list[Batch]:
+    """The same ``students`` of ``assignment`` graded once per (workers, GPU workers)."""
     batches = []
-    for w in workers:
-        print(f"sweep: {len(students)} x {assignment} with {w} workers ...", flush=True)
-        batch = grade_class(course, assignment, w, Timings(), gpus, students=students)
+    for w, g in workers:
+        on = "" if g is None else f" ({g} on the GPU)"
+        print(f"sweep: {len(students)} x {assignment} with {w} workers{on} ...", flush=True)
+        batch = grade_class(course, assignment, w, Timings(), gpus, students=students,
+                            gpu_workers=g)
         batches.append(batch)
         print(f"  {batch.wall:.0f} s, {60 * len(batch.results) / batch.wall:.1f} notebooks/min, "
               f"{counts_line([r.status for r in batch.results])}", flush=True)
@@ -398,19 +440,21 @@ def sweep(course: Course, assignment: str, workers: list[int], students: list[st
 
 
 # ------------------------------------------------------------------------------- scores
-SCORE_FIELDS = ("assignment", "student", "kind", "label", "status", "score")
+SCORE_FIELDS = ("assignment", "student", "kind", "label", "status", "score", "failed")
 
 
 def write_scores(path: Path, who: dict[str, dict[str, tuple[str, str]]],
                  batches: list[Batch]) -> None:
-    """Every student's status and score, one CSV row each (for ``--compare`` elsewhere)."""
+    """Every student's status, score and the test cells short of full marks, one CSV row each
+    (for ``--compare`` elsewhere)."""
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(SCORE_FIELDS)
         for b in batches:
             for r in b.results:
                 kind, label = who[b.assignment][r.student]
-                out.writerow((b.assignment, r.student, kind, label, r.status, f"{r.score:g}"))
+                out.writerow((b.assignment, r.student, kind, label, r.status, f"{r.score:g}",
+                              " ".join(r.failed())))
 
 
 def compare_scores(path: Path, batches: list[Batch]) -> str:
@@ -427,8 +471,10 @@ def compare_scores(path: Path, batches: list[Batch]) -> str:
             if row["status"] == r.status and float(row["score"]) == r.score:
                 same += 1
             else:
+                there = f" (failed: {row['failed']})" if row.get("failed") else ""
+                here = f" (failed: {' '.join(r.failed())})" if r.failed() else ""
                 differ.append(f"{b.assignment} {r.student} ({row['label']}): {row['status']} "
-                              f"{row['score']} there, {r.status} {r.score:g} here")
+                              f"{row['score']}{there} there, {r.status} {r.score:g}{here} here")
     if not differ:
         return f"every one of {same} grades equal (status and score)"
     return f"{same} equal, {len(differ)} differ: " + "; ".join(differ)
@@ -461,18 +507,19 @@ def sweep_section(assignment: str, batches: list[Batch]) -> str:
     first = {r.student: (r.status, r.score) for r in batches[0].results}
     lines = [
         f"GPU sharing: the same {len(batches[0].results)} notebooks of `{assignment}` graded "
-        "once per worker count (every worker on the one GPU), kernels started ahead:",
+        "once per worker count (on the GPU, unless the row says how many of them), kernels "
+        "started ahead:",
         "",
         "| workers | wall (s) | notebooks / min | statuses | CPU mean % | GPU mean % | GPU memory "
         "peak (MiB): all / one process | processes on the GPU, most at once | grades as with "
-        f"{batches[0].workers} workers | load |",
+        f"{batches[0].placement} workers | load |",
         "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for b in batches:
         s = b.sampler
         same = sum(first.get(r.student) == (r.status, r.score) for r in b.results)
         lines.append(
-            f"| {b.workers} | {b.wall:.0f} | {60 * len(b.results) / b.wall:.1f} | "
+            f"| {b.placement} | {b.wall:.0f} | {60 * len(b.results) / b.wall:.1f} | "
             f"{counts_line([r.status for r in b.results])} | {_mean(s.cpu)} | {_mean(s.gpu)} | "
             f"{_gpu_mib(s)} | {max(s.processes, default=0)} | {same} of {len(b.results)} | "
             f"{_load(s)} |")
@@ -486,7 +533,8 @@ def _load(s: Sampler) -> str:
 
 def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
             serial: dict[str, tuple[int, float, str, Sampler]], mix: dict[str, Counter],
-            extra: list[str] = ()) -> str:
+            extra: list[str] = (),
+            heavy: dict[str, list[tuple[str, str, float]]] | None = None) -> str:
     """The dated markdown section for the page."""
     total_nb = sum(len(b.results) for b in batches)
     total_wall = sum(b.wall for b in batches)
@@ -494,7 +542,7 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         f"## {info['date']}: {info['students']} students x {len(batches)} assignments, "
         f"{info['machine']}",
         "",
-        f"Workers: {', '.join(sorted({str(b.workers) for b in batches}))} (default: "
+        f"Workers: {', '.join(sorted({b.placement for b in batches}))} (default: "
         f"{'given' if info['workers'] else 'the tool decides'}). {info['sandbox']}. Load "
         f"average {info['load_start']:.2f} before, {info['load_end']:.2f} after. "
         f"{info['note']}".rstrip(),
@@ -541,6 +589,13 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         lines.append(f"| `{a}` | {m('run')} | {m('nbgrader')} | {m('kernel')} | {m('imports')} | "
                      f"{m('student')} | "
                      f"{m('tests')} | {m('saves')} | {m('tool')} | **{m('overhead')}** |")
+    if heavy and any(heavy.values()):
+        lines += ["", "Heaviest cells, mean seconds per notebook that ran them (where the "
+                      "class's time goes):", ""]
+        lines += [f"- `{a}`: " + ", ".join(f"`{label}` {sec:.1f}" + (" (test)" if kind == "test"
+                                                                   else "")
+                                             for label, kind, sec in cells)
+                  for a, cells in heavy.items() if cells]
     if serial:
         lines += [
             "",
@@ -579,6 +634,8 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=200, help="per assignment (default 200)")
     parser.add_argument("--assignments", nargs="+", help="default: every assignment in source/")
     parser.add_argument("--workers", type=int, help="default: what graders autograde picks")
+    parser.add_argument("--gpu-workers", type=int,
+                        help="how many of them on the GPU (default: what graders autograde picks)")
     parser.add_argument("--serial", type=int, default=5,
                         help="notebooks per assignment for plain serial nbgrader (0: none)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "class.md"))
@@ -586,9 +643,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch course")
     parser.add_argument("--no-prestart", action="store_true",
                         help="as `graders autograde --no-prestart` (for a comparison)")
-    parser.add_argument("--sweep", metavar="W,W,...",
+    parser.add_argument("--sweep", metavar="W[/G],...",
                         help="first grade the same --sweep-students notebooks of "
-                             "--sweep-assignment once per worker count (GPU sharing)")
+                             "--sweep-assignment once per worker count W, G of them on the "
+                             "GPU (default: the tool's)")
     parser.add_argument("--sweep-assignment", help="default: the last of --assignments")
     parser.add_argument("--sweep-students", type=int, default=16)
     parser.add_argument("--sweep-only", action="store_true", help="no class after the sweep")
@@ -618,6 +676,7 @@ def main() -> None:
     splits: dict[str, list[Split]] = {}
     serial: dict[str, tuple[int, float, str, Sampler]] = {}
     who: dict[str, dict[str, tuple[str, str]]] = {}
+    heavy: dict[str, list[tuple[str, str, float]]] = {}
 
     def publish() -> str:
         """The section as far as the run got, written now (a run stopped early, at a time limit
@@ -626,7 +685,7 @@ def main() -> None:
         if batches:
             mix = {b.assignment: Counter(kind for kind, _ in who[b.assignment].values())
                    for b in batches}
-            text = section(info, batches, splits, serial, mix, extra)
+            text = section(info, batches, splits, serial, mix, extra, heavy)
         else:  # the sweep alone
             text = "\n\n".join([f"## {info['date']}: GPU sharing, {info['machine']}",
                                  f"{info['sandbox']}. {info['note']}".strip(), *extra]) + "\n"
@@ -652,7 +711,7 @@ def main() -> None:
         if args.sweep:
             a = args.sweep_assignment or assignments[-1]
             chosen = sorted(who[a])[:args.sweep_students]
-            workers = [int(w) for w in args.sweep.split(",")]
+            workers = parse_sweep(args.sweep)
             extra.append(sweep_section(a, sweep(course, a, workers, chosen, bool(gpus))))
             publish()
         timings = Timings()
@@ -660,9 +719,10 @@ def main() -> None:
             # each assignment's batch, then its serial sample, close in time
             print(f"grading {args.students} x {a} ...", flush=True)
             batch = grade_class(course, a, args.workers, timings, bool(gpus),
-                                not args.no_prestart)
+                                not args.no_prestart, gpu_workers=args.gpu_workers)
             batches.append(batch)
             splits[a] = [s for s in (timings.split(a, r.student) for r in batch.results) if s]
+            heavy[a] = timings.heaviest_cells(a)
             print(f"{a}: {batch.wall:.0f} s, {counts_line([r.status for r in batch.results])}",
                   flush=True)
             for r in batch.results:  # what a benchmark of a broken grader would hide
