@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -227,7 +228,8 @@ def limit_threads(env: dict[str, str]) -> None:
     if torch is not None:
         torch.set_num_threads(threads)
     if "numpy" in sys.modules:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. two OpenMP runtimes: not the student's log
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(threads)

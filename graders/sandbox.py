@@ -39,7 +39,9 @@ Limits (:class:`Limits`; environment variable, default)
     * ``memory_mb`` (``GRADERS_SANDBOX_MEMORY_MB``, 8192): the kernel's address space
       (``RLIMIT_AS``), so a memory bomb gets ``MemoryError`` (or the kernel dies) long before
       the host suffers. **GPU rule:** when ``/dev/nvidia*`` devices exist they are bound into
-      the sandbox (CUDA needs them) and the limit becomes ``RLIMIT_DATA`` instead, because the
+      the sandbox (CUDA needs them; not for a kernel whose ``CUDA_VISIBLE_DEVICES`` hides every
+      GPU, a CPU worker's on a GPU machine, which stays on the CPU even if it unsets the
+      variable) and the limit becomes ``RLIMIT_DATA`` instead, because the
       CUDA driver reserves tens of GiB of virtual address space that ``RLIMIT_AS`` would refuse.
       Measured on an H200 (torch 2.11): under ``RLIMIT_AS`` 8 GiB CUDA fails to initialise
       ("out of memory"); sandboxed with ``RLIMIT_DATA`` 8 GiB a matmul on the GPU ran (VmPeak
@@ -259,6 +261,12 @@ def shared_caches(env: dict[str, str]) -> dict[str, Path]:
     return found
 
 
+def cuda_hidden(env: dict[str, str]) -> bool:
+    """Whether ``env`` hides every GPU from CUDA (``CUDA_VISIBLE_DEVICES`` empty or -1)."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    return visible is not None and visible.strip() in ("", "-1")
+
+
 def gpu_devices() -> list[Path]:
     """NVIDIA device nodes (``/dev/nvidia0``, ``/dev/nvidiactl``, ``/dev/nvidia-uvm``, ...)."""
     return [Path(p) for p in sorted(glob.glob("/dev/nvidia*"))]
@@ -341,7 +349,9 @@ def bwrap_command(
     Mount order matters: hidden folders (tmpfs) first, then read-only re-binds inside them,
     then the writable folders.
     """
-    devices = gpu_devices()
+    kernel_env = dict(os.environ if kernel_env is None else kernel_env)
+    # a kernel whose CUDA is hidden (a CPU worker on a GPU machine) gets no GPU device either
+    devices = [] if cuda_hidden(kernel_env) else gpu_devices()
     tmp_size = str(limits.disk_mb * 2**20)
     cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
@@ -349,7 +359,6 @@ def bwrap_command(
            "--size", tmp_size, "--perms", "1777", "--tmpfs", "/tmp",
            "--perms", "1777", "--dir", SANDBOX_HOME, "--perms", "1777", "--dir", SANDBOX_WORK,
            "--size", tmp_size, "--perms", "1777", "--tmpfs", "/dev/shm"]
-    kernel_env = dict(os.environ if kernel_env is None else kernel_env)
     caches = shared_caches(kernel_env)
     hidden = _existing([*default_hidden(), *hide])
     shown = _existing([*python_paths(), *caches.values(), *readonly])

@@ -151,6 +151,26 @@ def test_closed_folders_above_the_working_folder_are_hidden(tmp_path):
         shutil.rmtree(base)
 
 
+def test_a_kernel_with_cuda_hidden_gets_no_gpu_device_and_the_cpu_memory_limit(
+    tmp_path, monkeypatch
+):
+    """A CPU worker's kernel on a GPU machine: no /dev/nvidia* (unsetting CUDA_VISIBLE_DEVICES
+    in the kernel gives it no GPU) and RLIMIT_AS, as on a machine without a GPU."""
+    monkeypatch.setattr(sandbox, "gpu_devices", lambda: [Path("/dev/nvidia0")])
+
+    def command(env):
+        return sandbox.bwrap_command(["true"], cwd=tmp_path, run_dir=tmp_path, hide=[],
+                                     readonly=[], limits=sandbox.Limits(), uid=None,
+                                     kernel_env=env)
+
+    on_gpu = command({"CUDA_VISIBLE_DEVICES": "0"})
+    assert "/dev/nvidia0" in on_gpu and any(a.startswith("--data=") for a in on_gpu)
+    for hidden in ({"CUDA_VISIBLE_DEVICES": ""}, {"CUDA_VISIBLE_DEVICES": "-1"}):
+        on_cpu = command(hidden)
+        assert "/dev/nvidia0" not in on_cpu and any(a.startswith("--as=") for a in on_cpu)
+    assert "/dev/nvidia0" in command({})  # no variable: every GPU, as CUDA itself reads it
+
+
 # ----------------------------------------------------------------------------- with a kernel
 def test_kernel_works_in_a_private_folder_with_the_assignments_files_but_not_the_notebook(
     layout,
