@@ -13,6 +13,10 @@
 # There:
 #   bash scripts/gpu_machine.sh setup | check | sweep ARGS | class ARGS
 # `sweep` and `class` pass ARGS to scripts/bench_class.py and write under ${OUT:-/tmp/bench}.
+# For example: `class --students 32`, then `sweep --assignments 03_transfer_learning
+# --sweep 16,16/8,16/4,16/0 --sweep-students 16` (W/G: W workers, G of them on the GPU).
+# Compare a class's grades with another run's: scripts/bench_class.py ... --compare CSV
+# (docs/benchmarks/class-grades-h100.csv: the H100 run of 2026-11-27, 32 x 3).
 set -u
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 OUT=${OUT:-/tmp/bench}
