@@ -538,8 +538,10 @@ def autograde(
             slot = free.get()
             try:
                 with lock:
-                    at = ahead.pick([j for j, _ in waiting], worker_env(ctx, slot)) \
-                        if ahead else 0
+                    at = 0
+                    if ahead:
+                        with contextlib.suppress(Exception):  # a preference, never a failure
+                            at = ahead.pick([j for j, _ in waiting], worker_env(ctx, slot))
                     job, refused = waiting.pop(at if 0 <= at < len(waiting) else 0)
                 try:
                     return job, grade_in_scratch(ctx, job, slot, refused)
