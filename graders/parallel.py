@@ -48,11 +48,13 @@ from graders import gradebook, kept_status, partial, prestart, runner, scan, sha
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.resources import (
+    Slot,
     default_gpu_workers,
     default_memory_mb,
     default_workers,
     gpu_ids,
     gpu_memory_mib,
+    make_slots,
     out_of_gpu_memory,
     usable_cores,
 )
@@ -70,7 +72,6 @@ from graders.verdict.execute import ENV_PROGRESS
 __all__ = ["CRASHED", "FLAGGED", "GRADED", "MISSING", "REFUSED", "TIMED_OUT", "Job", "Settings",
            "Slot", "autograde", "select_jobs"]
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DLWORKSHOP_THREADS")
 #: The reason's note on a submission graded again on the CPU after the GPU ran out of memory.
 GPU_RETRY = "graded again on the CPU: the shared GPU ran out of memory"
 #: Notebook wall-clock limit, as a multiple of the per-cell limit, unless given.
@@ -99,23 +100,6 @@ class Job:
         )
 
 
-@dataclass(frozen=True)
-class Slot:
-    """What one worker may use: BLAS/torch threads and, on a GPU machine, one GPU (its id) or
-    none (``""``: the CPU, with CUDA hidden from the notebook). ``gpu`` None: no GPU machine."""
-
-    index: int
-    threads: int
-    gpu: str | None = None
-
-    def env(self) -> dict[str, str]:
-        """Environment variables for the worker's nbgrader process (its kernels inherit them)."""
-        env = {var: str(self.threads) for var in THREAD_VARS}
-        if self.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpu
-        return env
-
-
 @dataclass
 class Settings:
     """How to grade: pool size, limits, sandbox.
@@ -140,22 +124,6 @@ class Settings:
     progress: bool = True
     keep_scratch: bool = False
     prestart: bool = True
-
-
-# ------------------------------------------------------------------------------- slots
-def make_slots(
-    workers: int, cores: int, gpus: Sequence[str], gpu_workers: int | None = None
-) -> list[Slot]:
-    """One :class:`Slot` per worker: an equal share of the cores (at least one thread each);
-    with GPUs, the first ``gpu_workers`` (default: all) get GPU ``i % len(gpus)`` and the
-    others the CPU, with CUDA hidden."""
-    workers = max(1, workers)
-    threads = max(1, cores // workers)
-    on_gpu = 0 if not gpus else workers if gpu_workers is None else gpu_workers
-    return [
-        Slot(i, threads, None if not gpus else gpus[i % len(gpus)] if i < on_gpu else "")
-        for i in range(workers)
-    ]
 
 
 # ------------------------------------------------------------------------------ selection

@@ -1,7 +1,7 @@
 """What the machine offers a grading batch: the cores this process may use, the GPUs and their
-memory, and from them the default pool size, how many of its workers grade on the GPUs and the
-memory share per worker; and whether a
-notebook ran out of GPU memory (on a GPU shared by other students' notebooks).
+memory, and from them the default pool size, how many of its workers grade on the GPUs, each
+worker's share (:class:`Slot`: threads and GPU) and memory; and whether a notebook ran out of GPU
+memory (on a GPU shared by other students' notebooks).
 
 Measured on one NVIDIA H200 with 16 cores (2026-11-27, ``scripts/bench_class.py --sweep``,
 docs/benchmarks/class.md): the notebooks are bound by the cores, not the GPU. With 14
@@ -17,10 +17,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+#: What a worker's share of the cores is given in (its nbgrader process and kernels read them).
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DLWORKSHOP_THREADS")
 #: GPU memory (MiB) budgeted per notebook on a GPU: the most one grading process held on an
 #: NVIDIA H200 with 14 notebooks of 03_transfer_learning on it at once (1198 MiB, 2026-11-27,
 #: docs/benchmarks/class.md), doubled.
@@ -95,6 +98,38 @@ def default_gpu_workers(workers: int, gpu_mib: Sequence[int | None] = ()) -> int
     fits = sum(workers if mib is None else max(1, int(mib * GPU_MEMORY_SHARE) // KERNEL_GPU_MIB)
                for mib in gpu_mib)
     return max(0, min(workers, fits))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one worker may use: BLAS/torch threads and, on a GPU machine, one GPU (its id) or
+    none (``""``: the CPU, with CUDA hidden from the notebook). ``gpu`` None: no GPU machine."""
+
+    index: int
+    threads: int
+    gpu: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """Environment variables for the worker's nbgrader process (its kernels inherit them)."""
+        env = {var: str(self.threads) for var in THREAD_VARS}
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu
+        return env
+
+
+def make_slots(
+    workers: int, cores: int, gpus: Sequence[str], gpu_workers: int | None = None
+) -> list[Slot]:
+    """One :class:`Slot` per worker: an equal share of the cores (at least one thread each);
+    with GPUs, the first ``gpu_workers`` (default: all) get GPU ``i % len(gpus)`` and the
+    others the CPU, with CUDA hidden."""
+    workers = max(1, workers)
+    threads = max(1, cores // workers)
+    on_gpu = 0 if not gpus else workers if gpu_workers is None else gpu_workers
+    return [
+        Slot(i, threads, None if not gpus else gpus[i % len(gpus)] if i < on_gpu else "")
+        for i in range(workers)
+    ]
 
 
 def default_memory_mb(workers: int) -> int:

@@ -74,7 +74,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from graders import mutations, notebooks, parallel, runner, samples  # noqa: E402
+from graders import mutations, notebooks, parallel, resources, runner, samples  # noqa: E402
 from graders.course import Course  # noqa: E402
 from graders.status import counts_line  # noqa: E402
 from graders.verdict.execute import ENV_PROGRESS, ProgressLog  # noqa: E402
@@ -87,7 +87,7 @@ HOSTILE = ("hide-errors", "patch-helpers", "read-back", "snoop", "network")
 TAMPERED = ("tamper-edit", "tamper-delete", "corrupt")
 LEFT_OUT = "endless, membomb, diskfill, escape"
 NOT_IN_SERIAL = {"hostile", "tampered"}
-THREAD_VARS = parallel.THREAD_VARS
+THREAD_VARS = resources.THREAD_VARS
 SETUP_CELL = "setup"
 
 

@@ -26,23 +26,23 @@ __all__ = ["tiny_released"]  # a fixture
 
 # ------------------------------------------------------------------- threads and GPUs (unit)
 def test_slots_share_the_cores_and_round_robin_the_gpus():
-    slots = parallel.make_slots(workers=4, cores=16, gpus=["0", "1"])
+    slots = resources.make_slots(workers=4, cores=16, gpus=["0", "1"])
     assert [s.threads for s in slots] == [4, 4, 4, 4]
     assert [s.gpu for s in slots] == ["0", "1", "0", "1"]
     env = slots[3].env()
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
-    assert {env[v] for v in parallel.THREAD_VARS} == {"4"}
+    assert {env[v] for v in resources.THREAD_VARS} == {"4"}
 
-    cpu_only = parallel.make_slots(workers=8, cores=2, gpus=[])
+    cpu_only = resources.make_slots(workers=8, cores=2, gpus=[])
     assert len(cpu_only) == 8 and {s.threads for s in cpu_only} == {1}  # never 0 threads
     assert "CUDA_VISIBLE_DEVICES" not in cpu_only[0].env()
 
 
 def test_some_workers_on_the_gpus_the_others_on_the_cpu_with_cuda_hidden():
-    slots = parallel.make_slots(workers=4, cores=16, gpus=["0", "1"], gpu_workers=3)
+    slots = resources.make_slots(workers=4, cores=16, gpus=["0", "1"], gpu_workers=3)
     assert [s.gpu for s in slots] == ["0", "1", "0", ""]
     assert slots[3].env()["CUDA_VISIBLE_DEVICES"] == ""  # hidden, not inherited
-    assert [s.gpu for s in parallel.make_slots(2, 2, ["0"], gpu_workers=0)] == ["", ""]
+    assert [s.gpu for s in resources.make_slots(2, 2, ["0"], gpu_workers=0)] == ["", ""]
 
 
 def test_default_workers_are_the_cores_and_the_gpus_memory_sets_how_many_use_them():
