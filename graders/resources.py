@@ -43,8 +43,7 @@ def gpu_ids(env: dict[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        return [] if ids in ([], ["-1"]) else ids
+        return [] if cuda_hidden(env) else [v.strip() for v in visible.split(",") if v.strip()]
     if not shutil.which("nvidia-smi"):
         return []
     try:
@@ -54,6 +53,13 @@ def gpu_ids(env: dict[str, str] | None = None) -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(re.findall(r"^GPU \d+", out, re.M))]
+
+
+def cuda_hidden(env: dict[str, str]) -> bool:
+    """Whether ``env`` hides every GPU from CUDA (``CUDA_VISIBLE_DEVICES`` empty or -1)."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    return visible is not None and [v.strip() for v in visible.split(",") if v.strip()] in (
+        [], ["-1"])
 
 
 def usable_cores() -> int:

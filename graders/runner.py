@@ -227,9 +227,12 @@ def limit_threads(env: dict[str, str]) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+    # Every thread pool, OpenMP ones included (scikit-learn's): what OMP_NUM_THREADS does for a
+    # process that reads it at start, as the kernel does. (dlworkshop.set_num_threads caps BLAS
+    # only, since in the kernel the variable has done the rest.)
     if "numpy" in sys.modules:
         with contextlib.suppress(Exception), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. two OpenMP runtimes: not the student's log
+            warnings.simplefilter("ignore")  # e.g. two OpenMP runtimes: not the grading log's
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(threads)

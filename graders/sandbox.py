@@ -101,6 +101,8 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
+from graders.resources import cuda_hidden
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ENV_HIDE = "GRADERS_SANDBOX_HIDE"
@@ -259,12 +261,6 @@ def shared_caches(env: dict[str, str]) -> dict[str, Path]:
         if path.is_dir():
             found[name] = path.resolve()
     return found
-
-
-def cuda_hidden(env: dict[str, str]) -> bool:
-    """Whether ``env`` hides every GPU from CUDA (``CUDA_VISIBLE_DEVICES`` empty or -1)."""
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    return visible is not None and visible.strip() in ("", "-1")
 
 
 def gpu_devices() -> list[Path]:
