@@ -526,6 +526,12 @@ def sweep_section(assignment: str, batches: list[Batch]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def median_overhead(rows: list[Split]) -> float:
+    """The median notebook's overhead: the steady state, where the mean also carries the first
+    wave's kernels (none started ahead yet) and the ramp-up."""
+    return statistics.median(r.overhead for r in rows)
+
+
 def _load(s: Sampler) -> str:
     during = f"{statistics.mean(s.load):.1f}" if s.load else "-"
     return f"{s.load_before:.1f} / {during}"
@@ -572,11 +578,11 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         f"{60 * total_nb / total_wall:.1f} | | | | | |",
         "",
         "Per notebook, mean seconds (inside the batch; see `scripts/bench_class.py` for how each "
-        "part is measured):",
+        "part is measured; the overhead's median in brackets):",
         "",
         "| assignment | grading process | nbgrader start | kernel start + agent | imports (setup "
         "cell) | student cells | test cells (trusted side) | nbgrader saves + exit | tool "
-        "(scratch, merge, scan) | overhead beyond the cells |",
+        "(scratch, merge, scan) | overhead beyond the cells (median) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for a, rows in splits.items():
@@ -588,7 +594,8 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
 
         lines.append(f"| `{a}` | {m('run')} | {m('nbgrader')} | {m('kernel')} | {m('imports')} | "
                      f"{m('student')} | "
-                     f"{m('tests')} | {m('saves')} | {m('tool')} | **{m('overhead')}** |")
+                     f"{m('tests')} | {m('saves')} | {m('tool')} | **{m('overhead')}** "
+                     f"({median_overhead(rows):.2f}) |")
     if heavy and any(heavy.values()):
         lines += ["", "Heaviest cells, mean seconds per notebook that ran them (where the "
                       "class's time goes):", ""]

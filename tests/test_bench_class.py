@@ -82,3 +82,12 @@ def test_scores_written_and_compared_name_the_tests_that_differ(bench, tmp_path)
     differ = bench.compare_scores(path, [batch(grade("s0", 2), grade("s1", 2))])
     assert differ == ("1 equal, 1 differ: 02 s1 (alt:x): graded 2 (failed: test_acc) there, "
                       "graded 3 here")
+
+
+def test_the_overhead_median_leaves_out_the_first_waves_fresh_kernels(bench):
+    steady = [bench.Split(start=0.5, saves=0.2, tool=0.3) for _ in range(4)]
+    first = bench.Split(start=3.5, saves=0.2, tool=0.3)  # a kernel started in the run
+    rows = [first, *steady]
+    assert steady[0].overhead == pytest.approx(1.0)
+    assert bench.median_overhead(rows) == pytest.approx(1.0)
+    assert sum(r.overhead for r in rows) / len(rows) == pytest.approx(1.6)
