@@ -369,7 +369,7 @@ def grade_in_scratch(
         status, reason = partial.outcome(status, reason, progress, run.killed is not None)
         if ctx.stop():
             break
-        if attempt == 1 and run_env.get("CUDA_VISIBLE_DEVICES") and out_of_gpu_memory(out):
+        if attempt == 1 and slot.gpu and out_of_gpu_memory(out):  # ran on a GPU
             run_env, on_cpu = {**env, "CUDA_VISIBLE_DEVICES": ""}, True
             continue
         if not partial.worth_again(status, run.killed is not None, progress):

@@ -41,9 +41,9 @@ def gpu_ids(env: dict[str, str] | None = None) -> list[str]:
     """The GPUs grading may use: ``CUDA_VISIBLE_DEVICES`` if set, else those ``nvidia-smi -L``
     lists (none without an NVIDIA driver)."""
     env = os.environ if env is None else env
-    visible = env.get("CUDA_VISIBLE_DEVICES")
+    visible = _visible(env)
     if visible is not None:
-        return [] if cuda_hidden(env) else [v.strip() for v in visible.split(",") if v.strip()]
+        return [] if visible in ([], ["-1"]) else visible
     if not shutil.which("nvidia-smi"):
         return []
     try:
@@ -55,11 +55,15 @@ def gpu_ids(env: dict[str, str] | None = None) -> list[str]:
     return [str(i) for i, line in enumerate(re.findall(r"^GPU \d+", out, re.M))]
 
 
+def _visible(env: dict[str, str]) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` as a list of ids (None: not set)."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    return None if visible is None else [v.strip() for v in visible.split(",") if v.strip()]
+
+
 def cuda_hidden(env: dict[str, str]) -> bool:
     """Whether ``env`` hides every GPU from CUDA (``CUDA_VISIBLE_DEVICES`` empty or -1)."""
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    return visible is not None and [v.strip() for v in visible.split(",") if v.strip()] in (
-        [], ["-1"])
+    return _visible(env) in ([], ["-1"])
 
 
 def usable_cores() -> int:

@@ -351,14 +351,14 @@ class Batch:
     sampler: Sampler
     workers: int
     gpu_workers: int = 0  # how many of the workers graded on a GPU
+    gpu_seen: bool = False  # the machine has a GPU
 
     @property
     def placement(self) -> str:
         """``16`` (all on the GPU, or no GPU), or ``16 (8 on the GPU)``."""
-        mixed = 0 < self.gpu_workers < self.workers or (self.gpu_workers == 0 and self.gpu_seen)
-        return f"{self.workers} ({self.gpu_workers} on the GPU)" if mixed else str(self.workers)
-
-    gpu_seen: bool = False  # the machine has a GPU
+        if self.gpu_seen and self.gpu_workers < self.workers:
+            return f"{self.workers} ({self.gpu_workers} on the GPU)"
+        return str(self.workers)
 
 
 def grade_class(course: Course, assignment: str, workers: int | None, timings: Timings,
