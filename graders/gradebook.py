@@ -22,8 +22,9 @@ report it.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,7 +47,7 @@ from nbgrader.api import (
 from nbgrader.api import Base as ModelBase
 from nbgrader.api import Grade as GradeRow
 from sqlalchemy import create_engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, with_polymorphic
 
 from graders import kept_status
 from graders.status import FLAGGED, GRADED, MISSING, is_scored
@@ -61,6 +62,7 @@ __all__ = [
     "read_all",
     "read_grades",
     "read_submission",
+    "record_submission",
     "remove_students",
     "require_gradebook",
     "set_flags",
@@ -191,20 +193,30 @@ def _grade_of(
                 grade.status = FLAGGED
     else:
         grade.status, grade.reason = MISSING, "no submission in the gradebook"
+    grade.cells = _cells(assignment, rows, order)
+    if grade.status == FLAGGED:
+        grade.reason = grade.flags[0] if grade.flags else "flagged for review"
+    return grade
+
+
+def _cells(
+    assignment: Assignment, rows: dict[str, GradeRow], order: Sequence[str] | None = None
+) -> dict[str, CellGrade]:
+    """Per grade cell of ``assignment`` (in ``order``), its grade from ``rows`` (cell id ->
+    nbgrader's grade row; a cell without one scores 0)."""
     cells = [c for nb in assignment.notebooks for c in _graded_cells(nb)]
     key = _cell_key(order)
+    out = {}
     for cell in sorted(cells, key=lambda c: key(c.name)):
         row = rows.get(cell.id)
-        grade.cells[cell.name] = CellGrade(
+        out[cell.name] = CellGrade(
             cell.name,
             _score(row) if row is not None else 0.0,
             float(cell.max_score or 0.0),
             bool(row.needs_manual_grade) if row is not None else False,
             cell.cell_type == "code",
         )
-    if grade.status == FLAGGED:
-        grade.reason = grade.flags[0] if grade.flags else "flagged for review"
-    return grade
+    return out
 
 
 def _with_status(grade: SubmissionGrade, stored: dict[str, tuple[str, str]]) -> SubmissionGrade:
@@ -323,26 +335,36 @@ def set_flags(
     comments). ``notebook`` defaults to the assignment's notebook of the same name, else its
     first."""
     with Gradebook(db_url) as gb:
-        sub = gb.find_submission(assignment, student)
-        nbs = {nb.notebook.name: nb for nb in sub.notebooks}
-        if not nbs:
-            raise GradebookError(f"{assignment}/{student}: the submission has no notebooks")
-        name = notebook or (assignment if assignment in nbs else sorted(nbs)[0])
-        row = nbs[name]
-        row.flagged = bool(flags)
-        comments = {c.cell.name: c for c in row.comments if isinstance(c.cell, SolutionCell)}
-        ordered = sorted(comments, key=_cell_key(order))
-        per_cell: dict[str, list[str]] = {}
-        for flag in flags:
-            match = _FLAG_CELL.search(flag)
-            target = match[1] if match and match[1] in comments else None
-            if target is None and ordered:
-                target = ordered[0]
-            if target is not None:
-                per_cell.setdefault(target, []).append(" ".join(flag.split()))
-        for cell, lines in per_cell.items():
-            comments[cell].auto_comment = "\n".join(lines)
+        _mark_flags(gb.find_submission(assignment, student), flags, notebook, order)
         gb.db.commit()
+
+
+def _mark_flags(
+    sub: SubmittedAssignment,
+    flags: Sequence[str],
+    notebook: str | None = None,
+    order: Sequence[str] | None = None,
+) -> None:
+    """:func:`set_flags` on a submission's rows in an open session (not committed)."""
+    nbs = {nb.notebook.name: nb for nb in sub.notebooks}
+    if not nbs:
+        raise GradebookError(f"{sub.assignment.name}/{sub.student_id}: the submission has no "
+                             "notebooks")
+    name = notebook or (sub.assignment.name if sub.assignment.name in nbs else sorted(nbs)[0])
+    row = nbs[name]
+    row.flagged = bool(flags)
+    comments = {c.cell.name: c for c in row.comments if isinstance(c.cell, SolutionCell)}
+    ordered = sorted(comments, key=_cell_key(order))
+    per_cell: dict[str, list[str]] = {}
+    for flag in flags:
+        match = _FLAG_CELL.search(flag)
+        target = match[1] if match and match[1] in comments else None
+        if target is None and ordered:
+            target = ordered[0]
+        if target is not None:
+            per_cell.setdefault(target, []).append(" ".join(flag.split()))
+    for cell, lines in per_cell.items():
+        comments[cell].auto_comment = "\n".join(lines)
 
 
 def set_auto_scores(
@@ -457,26 +479,53 @@ def _safe_url(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-def _read_submission(src_url: str, assignment: str, student: str) -> _SubmissionResult:
-    with Gradebook(src_url) as src:
+@contextlib.contextmanager
+def _session(url: str) -> Iterator[Session]:
+    """A session on an existing gradebook, without what nbgrader's :class:`Gradebook` does on
+    every open (its schema checked table by table, its course row looked up): for the merge,
+    which runs once per submission on gradebooks :func:`make_worker_gradebook` already
+    checked."""
+    engine = create_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _read_submission(src_url: str, assignment: str, student: str) -> _SubmissionResult | None:
+    """What autograding wrote for one submission in ``src_url`` (None: no submission): plain
+    values read column by column, a few queries whatever the number of cells."""
+    with _session(src_url) as db:
         sub = (
-            src.db.query(SubmittedAssignment)
+            db.query(SubmittedAssignment)
             .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
             .filter(Assignment.name == assignment, SubmittedAssignment.student_id == student)
             .one_or_none()
         )
         if sub is None:
-            raise GradebookError(
-                f"no submission of {assignment!r} by {student!r} in {_safe_url(src_url)}"
-            )
+            return None
+        names = dict(
+            db.query(BaseCell.id, BaseCell.name)
+            .join(Notebook, Notebook.id == BaseCell.notebook_id)
+            .filter(Notebook.assignment_id == sub.assignment_id)
+        )
         notebooks = {}
-        for nb in sub.notebooks:
-            result = _NotebookResult(nb.late_submission_penalty)
-            for grade in nb.grades:
-                result.grades[grade.cell.name] = (grade.auto_score, bool(grade.needs_manual_grade))
-            for comment in nb.comments:
-                result.comments[comment.cell.name] = comment.auto_comment
-            notebooks[nb.notebook.name] = result
+        for nb_id, nb_name, penalty in (
+            db.query(SubmittedNotebook.id, Notebook.name,
+                     SubmittedNotebook.late_submission_penalty)
+            .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
+            .filter(SubmittedNotebook.assignment_id == sub.id)
+        ):
+            result = notebooks[nb_name] = _NotebookResult(penalty)
+            for cell_id, auto_score, needs_manual in db.query(
+                GradeRow.cell_id, GradeRow.auto_score, GradeRow.needs_manual_grade
+            ).filter(GradeRow.notebook_id == nb_id):
+                result.grades[names[cell_id]] = (auto_score, bool(needs_manual))
+            for cell_id, auto_comment in db.query(Comment.cell_id, Comment.auto_comment).filter(
+                Comment.notebook_id == nb_id
+            ):
+                result.comments[names[cell_id]] = auto_comment
         return _SubmissionResult(
             {name: getattr(sub.student, name) for name in _STUDENT_FIELDS},
             sub.timestamp,
@@ -505,26 +554,45 @@ def _check_same_cells(notebook: Notebook, result: _NotebookResult, what: str) ->
 
 def _write_notebook(
     session: Session, submission: SubmittedAssignment, notebook: Notebook, result: _NotebookResult
-) -> None:
+) -> dict[str, GradeRow]:
+    """Write one notebook's rows; its grade rows by cell id (scores as now in the session)."""
     row = _one_or_new(
         session, SubmittedNotebook, assignment_id=submission.id, notebook_id=notebook.id
     )
     row.late_submission_penalty = result.late_submission_penalty
+    # The notebook's existing rows in one query each (not one per cell); new ones are added.
+    grades = {g.cell_id: g for g in session.query(GradeRow).filter_by(notebook_id=row.id)}
+    comments = {c.cell_id: c for c in session.query(Comment).filter_by(notebook_id=row.id)}
     for cell in _graded_cells(notebook):
-        grade = _one_or_new(session, GradeRow, notebook_id=row.id, cell_id=cell.id)
+        grade = grades.get(cell.id)
+        if grade is None:
+            grade = grades[cell.id] = GradeRow(notebook_id=row.id, cell_id=cell.id)
+            session.add(grade)
         auto_score, needs_manual = result.grades[cell.name]
         grade.auto_score = auto_score
         # As nbgrader's SaveAutoGrades: an earlier manual score asks for another look.
         grade.needs_manual_grade = needs_manual or grade.manual_score is not None
     for cell in _commented_cells(notebook):
-        comment = _one_or_new(session, Comment, notebook_id=row.id, cell_id=cell.id)
+        comment = comments.get(cell.id)
+        if comment is None:
+            comment = Comment(notebook_id=row.id, cell_id=cell.id)
+            session.add(comment)
         comment.auto_comment = result.comments[cell.name]
+    return grades
 
 
 def _write_submission(
     session: Session, assignment: str, student: str, result: _SubmissionResult, where: str
-) -> tuple[Assignment, SubmittedAssignment]:
+) -> tuple[Assignment, SubmittedAssignment, dict[str, GradeRow]]:
+    """Write one submission's rows; the assignment, the submission and its grade rows by cell
+    id (see :func:`_write_notebook`)."""
     target = _find_assignment(session, assignment, where)
+    # Every cell of the assignment with its kind's columns, in one query (a notebook's cells
+    # otherwise load their max score and type one query per cell); held here, since the
+    # session keeps only what is referenced, until the notebooks' cell lists hold them.
+    cells = session.query(with_polymorphic(BaseCell, "*")).join(
+        Notebook, Notebook.id == BaseCell.notebook_id
+    ).filter(Notebook.assignment_id == target.id).all()
     what = f"{assignment}/{student}"
     missing = set(result.notebooks) ^ {nb.name for nb in target.notebooks}
     if missing:
@@ -536,10 +604,12 @@ def _write_submission(
         session, SubmittedAssignment, assignment_id=target.id, student_id=student
     )
     submission.timestamp = result.timestamp
+    rows: dict[str, GradeRow] = {}
     for notebook in target.notebooks:
         _check_same_cells(notebook, result.notebooks[notebook.name], what)
-        _write_notebook(session, submission, notebook, result.notebooks[notebook.name])
-    return target, submission
+        rows.update(_write_notebook(session, submission, notebook, result.notebooks[notebook.name]))
+    del cells
+    return target, submission, rows
 
 
 def copy_submission(
@@ -561,13 +631,59 @@ def copy_submission(
     know the assignment, or the two disagree on its notebooks or cells (nothing is written).
     """
     result = _read_submission(src_url, assignment, student)
+    if result is None:
+        raise GradebookError(
+            f"no submission of {assignment!r} by {student!r} in {_safe_url(src_url)}"
+        )
     with Gradebook(dst_url) as dst:
         try:
-            target, submission = _write_submission(
+            target, submission, _ = _write_submission(
                 dst.db, assignment, student, result, _safe_url(dst_url)
             )
+            dst.db.flush()
+            grade = _grade_of(target, student, submission, order)  # before commit expires it all
             dst.db.commit()
         except BaseException:
             dst.db.rollback()
             raise
-        return _grade_of(target, student, submission, order)
+        return grade
+
+
+def record_submission(
+    src_url: str,
+    dst_url: str,
+    grade: SubmissionGrade,
+    scan: Callable[[], Sequence[str]],
+    order: Sequence[str] | None = None,
+) -> None:
+    """The parent's merge of one grading run (``graders autograde``): ``grade``'s submission
+    from the worker gradebook ``src_url`` into ``dst_url`` with one read of each and one
+    transaction in ``dst_url``.
+
+    When ``src_url`` has the submission: its rows as :func:`copy_submission` writes them,
+    ``grade`` gets the cells the main gradebook now has, and ``scan()`` (the static scan's
+    findings, called only then) is stored as :func:`set_flags` stores it and added to
+    ``grade`` (a graded submission becomes flagged). In any case ``grade``'s status is kept as
+    :func:`graders.kept_status.set_status` keeps it. Nothing is written when any of it fails.
+    """
+    a, student = grade.assignment, grade.student
+    result = _read_submission(src_url, a, student)
+    flags = list(scan()) if result is not None else []
+    with _session(dst_url) as db:
+        if kept_status.keeps(grade.status):  # its table must exist
+            kept_status.ensure_table(db.get_bind())
+        try:
+            if result is not None:
+                target, submission, rows = _write_submission(db, a, student, result,
+                                                             _safe_url(dst_url))
+                # the scores as written (manual ones kept), before a flush expires them
+                grade.cells, grade.in_gradebook = _cells(target, rows, order), True
+                _mark_flags(submission, flags, order=order)
+                grade.add_flags(flags)
+            connection = db.connection()
+            if kept_status.has_table(connection):
+                kept_status.write(connection, a, student, grade.status, grade.reason)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise

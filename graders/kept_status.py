@@ -4,7 +4,8 @@ A status other than graded or flagged (``timed out (partial)``, ``crashed``, ``r
 is kept with its reason in a table of this package's own in the same database
 (``graders_status``, SQLite or PostgreSQL; nbgrader ignores tables it does not know), so that
 the export, ``graders grades`` and a later run of the tool say what happened.
-:mod:`graders.gradebook` reads it with nbgrader's rows; :func:`set_status` writes it.
+:mod:`graders.gradebook` reads it with nbgrader's rows and writes it with them (:func:`write`);
+:func:`set_status` writes it alone.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import Column, MetaData, String, Table, create_engine, exc, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from graders.status import FLAGGED, GRADED
 
@@ -29,7 +30,7 @@ TABLE = Table(
 
 def stored(engine: Engine, assignment: str) -> dict[str, tuple[str, str]]:
     """Per student, the status kept for ``assignment`` (none: no table)."""
-    if not inspect(engine).has_table(TABLE.name):
+    if not has_table(engine):
         return {}
     with engine.connect() as conn:
         rows = conn.execute(TABLE.select().where(TABLE.c.assignment == assignment))
@@ -39,9 +40,38 @@ def stored(engine: Engine, assignment: str) -> dict[str, tuple[str, str]]:
 def forget(engine: Engine, students: Iterable[str]) -> None:
     """Drop what is kept for these students (they left the gradebook)."""
     students = list(students)
-    if students and inspect(engine).has_table(TABLE.name):
+    if students and has_table(engine):
         with engine.begin() as conn:
             conn.execute(TABLE.delete().where(TABLE.c.student.in_(students)))
+
+
+def keeps(status: str) -> bool:
+    """Whether a status is kept here: any but graded and flagged (nbgrader's rows say those)."""
+    return status not in (GRADED, FLAGGED)
+
+
+def has_table(bind: Engine | Connection) -> bool:
+    """Whether the database has the table (an older gradebook, or nothing kept yet: not)."""
+    return inspect(bind).has_table(TABLE.name)
+
+
+def ensure_table(engine: Engine) -> None:
+    """Make the table unless it exists (another shard's grader may make it meanwhile)."""
+    try:
+        TABLE.create(engine, checkfirst=True)
+    except exc.DatabaseError:  # made meanwhile by another shard's grader
+        if not has_table(engine):
+            raise
+
+
+def write(conn: Connection, assignment: str, student: str, status: str, reason: str = "") -> None:
+    """In ``conn``'s transaction (the table exists): graded and flagged keep nothing, any other
+    status replaces what was kept."""
+    mine = (TABLE.c.assignment == assignment) & (TABLE.c.student == student)
+    conn.execute(TABLE.delete().where(mine))
+    if keeps(status):
+        conn.execute(TABLE.insert().values(assignment=assignment, student=student,
+                                           status=status, reason=reason[:1024]))
 
 
 def set_status(db_url: str, assignment: str, student: str, status: str, reason: str = "") -> None:
@@ -49,19 +79,11 @@ def set_status(db_url: str, assignment: str, student: str, status: str, reason: 
     nothing (nbgrader's rows say it), any other status replaces what was kept."""
     engine = create_engine(db_url)
     try:
-        plain = status in (GRADED, FLAGGED)
-        if plain and not inspect(engine).has_table(TABLE.name):
+        if keeps(status):
+            ensure_table(engine)
+        elif not has_table(engine):
             return
-        try:
-            TABLE.create(engine, checkfirst=True)
-        except exc.DatabaseError:  # made meanwhile by another shard's grader
-            if not inspect(engine).has_table(TABLE.name):
-                raise
         with engine.begin() as conn:
-            mine = (TABLE.c.assignment == assignment) & (TABLE.c.student == student)
-            conn.execute(TABLE.delete().where(mine))
-            if not plain:
-                conn.execute(TABLE.insert().values(assignment=assignment, student=student,
-                                                   status=status, reason=reason[:1024]))
+            write(conn, assignment, student, status, reason)
     finally:
         engine.dispose()

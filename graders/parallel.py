@@ -7,7 +7,8 @@ by the real ``nbgrader autograde <a> --student=<s>`` in a *private scratch cours
 private SQLite gradebook holding only the assignment's definition), run under limits by
 :mod:`graders.runner`. The parent process alone then copies the autograded folder into the main
 course and that student's rows into the main gradebook (:func:`graders.gradebook.copy_submission`,
-which returns the grade), one submission at a time.
+which returns the grade; :func:`~graders.gradebook.record_submission` does it with the flags and
+the status in one transaction), one submission at a time.
 
 Each submission ends with a :class:`~graders.gradebook.SubmissionGrade`: a status of
 :mod:`graders.status` with a one-line reason, and the scores. A submission nbgrader started on
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders import gradebook, kept_status, partial, prestart, runner, scan, shards
+from graders import gradebook, partial, prestart, runner, scan, shards
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.resources import (
@@ -387,9 +388,10 @@ def grade_in_scratch(
 def record(
     course: Course, result: SubmissionGrade, scratch: Path, order: Sequence[str] | None = None
 ) -> None:
-    """The parent's step (the only writer): copy the student's autograded folder and gradebook
-    rows from the scratch course into the main course; the copy's grade fills in ``result``'s
-    cells (and a flag the gradebook keeps), with no second read of the gradebook.
+    """The parent's step (the only writer): copy the student's gradebook rows, the scan's flags
+    and the status into the main gradebook (one read of the worker gradebook, one transaction
+    in the main one: :func:`graders.gradebook.record_submission`, which fills in ``result``'s
+    cells and flags), and the autograded folder into the main course.
 
     Like ``nbgrader autograde`` itself, a failed submission keeps nbgrader's row (score 0) and
     loses any autograded folder an earlier run left.
@@ -399,20 +401,18 @@ def record(
     if result.partial_points is not None:  # stopped before nbgrader saved anything
         with contextlib.suppress(Exception):
             gradebook.set_auto_scores(private, a, student, result.partial_points)
-    if gradebook.read_submission(private, a, student) is not None:
-        grade = gradebook.copy_submission(private, course.db_url, a, student, order)
-        result.cells, result.in_gradebook = grade.cells, True
-        # the static scan's findings: the submission is graded as usual and flagged for review
-        flags = [str(f) for f in scan.scan_submission(course.submission_path(student, a),
-                                                       course.source_path(a))]
-        gradebook.set_flags(course.db_url, a, student, flags, order=order)
-        result.add_flags(flags)
+    # the static scan's findings: the submission is graded as usual and flagged for review
+    gradebook.record_submission(
+        private, course.db_url, result,
+        lambda: [str(f) for f in scan.scan_submission(course.submission_path(student, a),
+                                                       course.source_path(a))],
+        order,
+    )
     src = in_scratch(course, scratch, "autograded", student, a)
     dst = course.folder("autograded", student, a)
     force_rmtree(dst)
     if result.graded and src.is_dir():
         shutil.copytree(src, dst)
-    kept_status.set_status(course.db_url, a, student, result.status, result.reason)
 
 
 # ------------------------------------------------------------------------------- the batch

@@ -14,11 +14,15 @@ import tinycourse
 from nbgrader.api import Gradebook, GradeCell, SolutionCell, SourceCell, Student
 from sqlalchemy import text
 
+from graders import kept_status
 from graders.course import Course
 from graders.gradebook import (
     GradebookError,
+    SubmissionGrade,
     copy_submission,
     make_worker_gradebook,
+    read_submission,
+    record_submission,
 )
 from graders.shards import parse_shard, select_shard
 
@@ -183,3 +187,64 @@ def test_a_failed_copy_writes_nothing(tiny, tmp_path):
         gb.remove_assignment(A)
     with pytest.raises(GradebookError, match="'tiny' is not in the gradebook"):
         copy_submission(_worker_url(tiny, "alice"), empty, A, "alice")
+
+
+# ------------------------------------------------------------------ the merge of a grading run
+def _kept(url: str) -> dict[str, tuple[str, str]]:
+    with Gradebook(url) as gb:
+        return kept_status.stored(gb.engine, A)
+
+
+@pytest.mark.slow  # the tiny course graded for real, about 40 s once
+def test_recording_a_run_writes_the_copy_the_flags_and_the_status_at_once(tiny, tmp_path):
+    """record_submission (what autograde's parent does per submission) = copy_submission +
+    set_flags + kept_status.set_status, with one read of each gradebook."""
+    dst = _copy_db(tiny["released"], tmp_path / "main.db")
+    flag = "flagged: reads IPython input history (In) at cell square line 1"
+    kept_status.set_status(dst, A, "bob", "crashed", "from an earlier run")  # stale: goes
+    scanned = []
+    for student in rows.STUDENTS:
+        grade = SubmissionGrade(A, student)
+        flags = [flag] if student == "bob" else []
+        record_submission(_worker_url(tiny, student), dst, grade,
+                          lambda flags=flags: scanned.append(1) or flags)
+        stored = read_submission(dst, A, student)
+        assert grade.cells == stored.cells  # the cells returned are the gradebook's
+        assert grade.score == sum(tinycourse.expected_scores(**rows.STUDENTS[student]).values())
+        assert (grade.status, grade.flags) == (stored.status, stored.flags)
+        assert grade.status == ("flagged" if flags else "graded")
+    assert len(scanned) == 3
+    assert _kept(dst) == {}
+    # the rows are exactly the routed copy's, but for the flag and the comment it names
+    routed, recorded = rows.snapshot(tiny["routed"].db_url), rows.snapshot(dst)
+    assert recorded[(A, "bob", A)][1] is True
+    assert recorded[(A, "bob", A, "comment", "square")][0] == flag
+    for key in [(A, "bob", A), (A, "bob", A, "comment", "square")]:
+        del routed[key], recorded[key]
+    assert recorded == routed
+
+
+@pytest.mark.slow  # the tiny course graded for real, about 40 s once
+def test_recording_keeps_a_status_and_writes_nothing_when_it_fails(tiny, tmp_path):
+    dst = _copy_db(tiny["released"], tmp_path / "main.db")
+    # a run that stopped before nbgrader wrote anything: the status alone, no scan
+    empty = make_worker_gradebook(dst, tmp_path / "w" / "gradebook.db", A)
+    stopped = SubmissionGrade(A, "alice", "timed out", "ran past the 60 s notebook limit",
+                              in_gradebook=False)  # as autograde's job makes it
+    record_submission(empty, dst, stopped, lambda: pytest.fail("nothing to scan"))
+    assert not stopped.in_gradebook and stopped.cells == {}
+    assert _kept(dst) == {"alice": ("timed out", "ran past the 60 s notebook limit")}
+    assert read_submission(dst, A, "alice") is None
+    # graded later: the kept status goes with the rows
+    record_submission(_worker_url(tiny, "alice"), dst, SubmissionGrade(A, "alice"), list)
+    assert _kept(dst) == {} and read_submission(dst, A, "alice").score == 6
+    # a worker gradebook that disagrees with the main one: nothing of the run is written
+    src = _copy_db(tiny["serial"], tmp_path / "src.db")
+    with Gradebook(src) as gb:
+        gb.db.execute(text("UPDATE base_cell SET name = 'renamed' WHERE name = 'test_mul'"))
+        gb.db.commit()
+    before = rows.snapshot(dst)
+    partial = SubmissionGrade(A, "bob", "timed out (partial)", "cell 3")
+    with pytest.raises(GradebookError, match="disagree on the cells"):
+        record_submission(src, dst, partial, lambda: ["flagged: x"])
+    assert rows.snapshot(dst) == before and _kept(dst) == {}
