@@ -342,7 +342,7 @@ def grade_in_scratch(
         # the kernel started ahead for this job (first attempt only), then the next job's
         kernel = ctx.ahead.take(job, env) if ctx.ahead and attempt == 1 else None
         if ctx.ahead:
-            ctx.ahead.start_next(env)
+            ctx.ahead.start_next_soon(env)
         offer = {prestart.ENV_PRESTARTED: str(kernel.record)} if kernel else {}
         try:
             run = runner.run_limited(

@@ -3,6 +3,7 @@ student's kernel is the same as one started by nbgrader (namespace, files, limit
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -139,6 +140,41 @@ def test_kernels_ahead_get_the_environment_a_grading_run_gives_its_kernel(tmp_pa
         "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     assert prestart.environment_digest({"A": "1", prestart.ENV_PROGRESS: "x"}) == \
         prestart.environment_digest({"A": "1"})
+
+
+@needs_bwrap
+def test_a_kernel_launched_in_the_background_outlives_its_launch(tmp_path):
+    """start_next_soon launches off the notebook's path, and the kernel lives on: a sandboxed
+    kernel dies with the thread that launched it (bubblewrap's --die-with-parent), so a thread
+    per launch would leave nothing to adopt."""
+    base = Path(tempfile.mkdtemp(prefix="prestart-test-", dir="/var/tmp"))
+    base.chmod(0o755)
+    submitted = base / "submitted"
+    submitted.mkdir()
+    (submitted / "data.txt").write_text("forty-two")
+    env = {**os.environ, **sandbox.Limits().to_env(), sandbox.ENV_HIDE: str(base)}
+    ahead = prestart.Ahead(
+        lambda job: (base / job, sandbox.work_files(submitted), "python3", []), 1, ["a", "b"])
+    (base / "seen.json").write_text(json.dumps(env))
+    ahead.learn(env, base / "seen.json")
+    kernel = None
+    try:
+        assert ahead.take("a", env) is None
+        started = time.monotonic()
+        ahead.start_next_soon(env)  # b's kernel
+        assert time.monotonic() - started < 0.05  # returned before the launch
+        deadline = time.monotonic() + 30
+        while "b" not in ahead._ready and time.monotonic() < deadline:  # launched meanwhile
+            time.sleep(0.05)
+        time.sleep(1.0)
+        kernel = ahead.take("b", env)
+        assert kernel is not None
+        assert prestart.adopt(kernel.record, submitted, "python3", env) is not None  # alive
+    finally:
+        ahead.close()
+        if kernel is not None:
+            kernel.discard()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
