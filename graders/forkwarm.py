@@ -7,6 +7,8 @@ second one 0.06 to 0.09 s.
   additional properties allowed and disallowed (about 0.05 s each, per minor version);
 - SQLAlchemy configures nbgrader's mappers and imports its SQLite dialect on first use;
 - :func:`graders.sandbox.sandbox_status` runs a trial ``bwrap`` (cached per process);
+- threadpoolctl finds the loaded thread pools (:func:`graders.runner.thread_pools`, 20 ms)
+  before each fork caps them;
 - nbgrader checks every cell's metadata with ``jsonschema.validate``, which checks nbgrader's
   own schema again on every call: 18 ms per pass over a 02_cnn notebook (33 cells), 1.8 ms with
   the schema checked once, and a grading makes two or three passes. :class:`SchemaChecked` is
@@ -28,7 +30,7 @@ import sqlalchemy.dialects.sqlite  # noqa: F401 (imported for the forks)
 import sqlalchemy.orm
 from nbformat import validator
 
-from graders import sandbox
+from graders import runner, sandbox
 
 #: nbformat 4 minor versions whose validators are compiled ahead: all of them (a notebook is
 #: validated against its own minor version; Colab saves 4.0, Jupyter 4.4 or 4.5).
@@ -40,6 +42,7 @@ for _minor in MINORS:
             validator.get_validator(version=4, version_minor=_minor, relax_add_props=_relax)
 sqlalchemy.orm.configure_mappers()
 sandbox.sandbox_status()
+runner.thread_pools()
 
 
 class SchemaChecked:

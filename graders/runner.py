@@ -236,11 +236,20 @@ def limit_threads(env: dict[str, str]) -> None:
     # process that reads it at start, as the kernel does. (dlworkshop.set_num_threads caps BLAS
     # only, since in the kernel the variable has done the rest.)
     if "numpy" in sys.modules:
-        with contextlib.suppress(Exception), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. two OpenMP runtimes: not the grading log's
-            from threadpoolctl import threadpool_limits
+        with contextlib.suppress(Exception):
+            thread_pools().limit(limits=threads)
 
-            threadpool_limits(threads)
+
+@functools.cache
+def thread_pools():  # noqa: ANN201 (a threadpoolctl.ThreadpoolController)
+    """threadpoolctl's view of the thread pools loaded in this process, made once: finding them
+    walks every loaded library (about 20 ms). The forkserver makes it (:mod:`graders.forkwarm`)
+    and its forks inherit it, with the same libraries at the same addresses."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. two OpenMP runtimes: not the grading log's
+        from threadpoolctl import ThreadpoolController
+
+        return ThreadpoolController()
 
 
 def nbgrader_main(argv: list[str], cwd: str, env: dict[str, str], log: str, marker: str,

@@ -412,3 +412,31 @@ def test_the_probe_reads_a_real_tmpfs_in_another_mount_namespace(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def _pools_after_limit(conn) -> None:
+    from threadpoolctl import threadpool_info
+
+    runner.limit_threads({"OMP_NUM_THREADS": "1"})
+    conn.send([(i["internal_api"], i["num_threads"]) for i in threadpool_info()])
+    conn.close()
+
+
+def test_a_fork_caps_every_thread_pool_with_the_pools_found_before_the_fork():
+    """limit_threads in a forked child uses the thread pools its parent found once (the
+    forkserver's, graders.forkwarm), and still caps every one of them."""
+    import multiprocessing
+
+    import numpy  # noqa: F401 (its BLAS pools, as the forkserver has them loaded)
+
+    found = runner.thread_pools()
+    assert runner.thread_pools() is found and found.info()  # found once, and something
+    parent, child = multiprocessing.Pipe(duplex=False)
+    with found.limit(limits=2):  # the child starts with 2 threads per pool
+        assert {i["num_threads"] for i in found.info()} == {2}
+        proc = multiprocessing.get_context("fork").Process(target=_pools_after_limit,
+                                                           args=(child,))
+        proc.start()
+        pools = parent.recv()
+        proc.join(30)
+    assert pools and {n for _, n in pools} == {1}, pools
