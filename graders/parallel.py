@@ -31,6 +31,7 @@ hidden; a notebook whose GPU ran out of memory is graded once more on the CPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import shutil
@@ -187,6 +188,11 @@ def prepare_scratch(course: Course, job: Job, template_db: Path, scratch: Path) 
     return scratch
 
 
+def _past_start(ended: threading.Event, progress_file: Path) -> bool:
+    """Whether a grading run is over or past its start (its kernel and agent answer)."""
+    return ended.is_set() or partial.Progress.read(progress_file).begun
+
+
 def force_rmtree(path: Path) -> None:
     """Remove a folder even where nbgrader made files and folders read-only."""
 
@@ -341,8 +347,10 @@ def grade_in_scratch(
         progress_file = scratch / "progress.jsonl"
         # the kernel started ahead for this job (first attempt only), then the next job's
         kernel = ctx.ahead.take(job, env) if ctx.ahead and attempt == 1 else None
-        if ctx.ahead:
-            ctx.ahead.start_next_soon(env)
+        ended = threading.Event()
+        if ctx.ahead:  # once this run is past its own start (or over)
+            past_start = functools.partial(_past_start, ended, progress_file)
+            ctx.ahead.start_next_soon(env, after=past_start)
         offer = {prestart.ENV_PRESTARTED: str(kernel.record)} if kernel else {}
         try:
             run = runner.run_limited(
@@ -355,6 +363,7 @@ def grade_in_scratch(
                 watch=[kernel.pid] if kernel else (),
             )
         finally:
+            ended.set()
             if kernel:
                 kernel.discard()
         if ctx.ahead:

@@ -34,11 +34,14 @@ class Progress:
     stopped: str | None = None  # why the executor stopped (None: it did not)
     stopped_by_time: bool = False  # ... because the kernel ignored an interrupt at a time limit
     timeouts: list[tuple[str, float]] = field(default_factory=list)  # (cell, seconds)
+    begun: bool = False  # the kernel and its grading agent answer: the run is past its start
 
     @classmethod
     def read(cls, path: Path) -> Progress:
         progress = cls()
         for event in ProgressLog.read(path):
+            if event.get("phase") == "agent":
+                progress.begun = True
             if isinstance(event.get("running"), str):
                 progress.running = event["running"]
             if isinstance(event.get("test"), str) and isinstance(event.get("points"),

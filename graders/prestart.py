@@ -57,7 +57,11 @@ ENV_PRESTARTED = "GRADERS_PRESTARTED"
 RECORD = "prestarted.json"
 #: Submissions bigger than this are not given a kernel ahead (their files would be hashed).
 MAX_WORK_BYTES = 64 * 2**20
-HISTORY = "--HistoryManager.hist_file=:memory:"  # what nbclient gives an IPython kernel
+HISTORY = "--HistoryManager.hist_file=:memory:"
+#: How long a launch waits for the run that asked for it to be past its start, and how often
+#: it looks (:meth:`Ahead.start_next_soon`).
+LAUNCH_WAIT_S = 5.0
+LAUNCH_POLL_S = 0.02  # what nbclient gives an IPython kernel
 
 
 # ------------------------------------------------------------------------ what goes in ahead
@@ -244,7 +248,8 @@ class Ahead:
         self._learned: tuple[dict[str, str], set[str]] | None = None
         self._cond = threading.Condition()
         self._closed = False
-        self._launches: queue.SimpleQueue[dict[str, str] | None] = queue.SimpleQueue()
+        self._launches: queue.SimpleQueue[
+            tuple[dict[str, str], Callable[[], bool] | None] | None] = queue.SimpleQueue()
         self._launcher: threading.Thread | None = None
 
     def expect(self, job: object) -> None:
@@ -337,13 +342,18 @@ class Ahead:
         if kernel is not None:  # closed meanwhile
             kernel.discard()
 
-    def start_next_soon(self, env: dict[str, str]) -> None:
+    def start_next_soon(self, env: dict[str, str],
+                        after: Callable[[], bool] | None = None) -> None:
         """:meth:`start_next` in the background: copying the next submission's files and
         launching its kernel (0.05 to 0.35 s measured on 2 cores) are then not on the path of
-        the notebook that asked. One launcher thread does every launch, and lives until
-        :meth:`close`: a sandboxed kernel dies with the *thread* that launched it (bubblewrap's
-        ``--die-with-parent`` is the thread's parent-death signal), so a thread per launch
-        would take its kernel with it."""
+        the notebook that asked. With ``after``, the launch waits until ``after()`` is true (at
+        most :data:`LAUNCH_WAIT_S`): the grading run that asked is past its own start, so that
+        the new kernel's imports (seconds of CPU) do not compete with it.
+
+        One launcher thread does every launch, and lives until :meth:`close`: a sandboxed
+        kernel dies with the *thread* that launched it (bubblewrap's ``--die-with-parent`` is
+        the thread's parent-death signal), so a thread per launch would take its kernel with
+        it."""
         with self._cond:
             if self._closed:
                 return
@@ -351,10 +361,19 @@ class Ahead:
                 self._launcher = threading.Thread(target=self._launch_loop, name="kernel-ahead",
                                                   daemon=True)
                 self._launcher.start()
-        self._launches.put(dict(env))
+        self._launches.put((dict(env), after))
 
     def _launch_loop(self) -> None:
-        while (env := self._launches.get()) is not None:
+        while (request := self._launches.get()) is not None:
+            env, after = request
+            end = time.monotonic() + LAUNCH_WAIT_S
+            while after is not None and not self._closed and time.monotonic() < end:
+                try:
+                    if after():
+                        break
+                except Exception:  # noqa: BLE001 (a condition that fails waits no more)
+                    break
+                time.sleep(LAUNCH_POLL_S)
             self.start_next(env)
 
     def close(self) -> None:
