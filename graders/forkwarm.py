@@ -67,3 +67,33 @@ class SchemaChecked:
 
 
 nbgrader.nbgraderformat.common.jsonschema = SchemaChecked()
+
+
+def open_gradebooks_once() -> None:
+    """In this process, open each gradebook as nbgrader's :class:`~nbgrader.api.Gradebook`
+    does only the first time: its schema checked table by table (and stamped when new) and its
+    course row looked up; later opens of the same URL and course reuse that engine and make a
+    new session. Called by the forked nbgrader alone (:func:`graders.runner.nbgrader_main`),
+    which grades one notebook in its private gradebook and exits: nbgrader opens it 10 times
+    per notebook, 4 to 8 ms each on 2 cores. Never in a long-lived process, where a gradebook
+    file may be removed and made again under the same URL."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    original = Gradebook.__init__
+    opened: dict[tuple[str, str], Any] = {}
+
+    def init(self: Gradebook, db_url: str, course_id: str = "default_course",
+             authenticator: Any = None) -> None:
+        engine = opened.get((db_url, course_id))
+        if engine is None:
+            original(self, db_url, course_id, authenticator)
+            opened[(db_url, course_id)] = self.engine
+            return
+        # what nbgrader's __init__ sets, without its checks (tests/test_runner.py compares)
+        self.engine = engine
+        self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
+        self.course_id = course_id
+        self.authenticator = authenticator
+
+    Gradebook.__init__ = init

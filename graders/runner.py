@@ -268,6 +268,9 @@ def nbgrader_main(argv: list[str], cwd: str, env: dict[str, str], log: str, mark
     os.environ.clear()
     os.environ.update(env)
     limit_threads(env)
+    forkwarm = sys.modules.get("graders.forkwarm")  # preloaded by the forkserver
+    if forkwarm is not None:
+        forkwarm.open_gradebooks_once()
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
     _record_first_error(marker)

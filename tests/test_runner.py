@@ -440,3 +440,47 @@ def test_a_fork_caps_every_thread_pool_with_the_pools_found_before_the_fork():
         pools = parent.recv()
         proc.join(30)
     assert pools and {n for _, n in pools} == {1}, pools
+
+
+def _gradebook_opens(path: str, conn) -> None:
+    from nbgrader.api import Gradebook
+
+    from graders import forkwarm
+
+    url = f"sqlite:///{path}"
+    # nbgrader stamps a new gradebook with the version the `alembic` command reports
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    with Gradebook(url) as gb:  # nbgrader's own open: a new file gets its tables
+        gb.add_student("ann")
+        plain = set(vars(gb))
+        first = gb.engine
+    forkwarm.open_gradebooks_once()
+    opened = []
+    for student in ("bob", "cid"):
+        with Gradebook(url) as gb:
+            gb.add_student(student)
+            opened.append((set(vars(gb)), gb.engine, sorted(s.id for s in gb.students)))
+    conn.send((plain, [(attrs, engine is opened[0][1], ids) for attrs, engine, ids in opened],
+               first is opened[0][1]))
+    conn.close()
+
+
+def test_a_forked_nbgrader_opens_its_gradebook_once_and_reads_and_writes_as_before(tmp_path):
+    """forkwarm.open_gradebooks_once (the forked nbgrader only): the second open of a URL skips
+    nbgrader's schema check but sets what nbgrader's own open sets, and works the same."""
+    import multiprocessing
+
+    parent, child = multiprocessing.Pipe(duplex=False)
+    proc = multiprocessing.get_context("fork").Process(
+        target=_gradebook_opens, args=(str(tmp_path / "gradebook.db"), child))
+    proc.start()
+    assert parent.poll(60), "the forked process sent nothing"
+    plain, opened, first_reused = parent.recv()
+    proc.join(30)
+    assert not first_reused  # patched after nbgrader's own open
+    assert [attrs for attrs, _, _ in opened] == [plain, plain]
+    assert [shared for _, shared, _ in opened] == [True, True]  # one engine
+    assert [ids for _, _, ids in opened] == [["ann", "bob"], ["ann", "bob", "cid"]]
+    from nbgrader.api import Gradebook  # this process: nbgrader's Gradebook, unpatched
+
+    assert Gradebook.__init__.__module__ == "nbgrader.api"
