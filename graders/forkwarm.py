@@ -13,8 +13,10 @@ second one 0.06 to 0.09 s.
   own schema again on every call: 18 ms per pass over a 02_cnn notebook (33 cells), 1.8 ms with
   the schema checked once, and a grading makes two or three passes. :class:`SchemaChecked` is
   ``jsonschema.validate`` with each schema checked once, given to nbgrader's metadata module in
-  the forkserver: the one change to nbgrader here, and it changes no result
-  (``tests/test_runner.py`` compares the errors).
+  the forkserver; it changes no result (``tests/test_runner.py`` compares the errors).
+
+One more change to nbgrader, made in each forked nbgrader only (it grades one notebook in its
+private gradebook, then exits): :func:`open_gradebooks_once`. These two are the only ones.
 """
 
 from __future__ import annotations
