@@ -6,9 +6,8 @@ by the real ``nbgrader autograde <a> --student=<s>`` in a *private scratch cours
 ``nbgrader_config.py``, ``source/<a>/`` without ``grading/``, the student's submission and a
 private SQLite gradebook holding only the assignment's definition), run under limits by
 :mod:`graders.runner`. The parent process alone then copies the autograded folder into the main
-course and that student's rows into the main gradebook (:func:`graders.gradebook.copy_submission`,
-which returns the grade; :func:`~graders.gradebook.record_submission` does it with the flags and
-the status in one transaction), one submission at a time.
+course and that student's rows, flags and status into the main gradebook in one transaction
+(:func:`graders.merge.record_submission`, which fills in the grade), one submission at a time.
 
 Each submission ends with a :class:`~graders.gradebook.SubmissionGrade`: a status of
 :mod:`graders.status` with a one-line reason, and the scores. A submission nbgrader started on
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders import gradebook, partial, prestart, runner, scan, shards
+from graders import gradebook, merge, partial, prestart, runner, scan, shards
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.resources import (
@@ -399,7 +398,7 @@ def record(
 ) -> None:
     """The parent's step (the only writer): copy the student's gradebook rows, the scan's flags
     and the status into the main gradebook (one read of the worker gradebook, one transaction
-    in the main one: :func:`graders.gradebook.record_submission`, which fills in ``result``'s
+    in the main one: :func:`graders.merge.record_submission`, which fills in ``result``'s
     cells and flags), and the autograded folder into the main course.
 
     Like ``nbgrader autograde`` itself, a failed submission keeps nbgrader's row (score 0) and
@@ -411,7 +410,7 @@ def record(
         with contextlib.suppress(Exception):
             gradebook.set_auto_scores(private, a, student, result.partial_points)
     # the static scan's findings: the submission is graded as usual and flagged for review
-    gradebook.record_submission(
+    merge.record_submission(
         private, course.db_url, result,
         lambda: [str(f) for f in scan.scan_submission(course.submission_path(student, a),
                                                        course.source_path(a))],
@@ -433,7 +432,7 @@ def _template_gradebooks(
     for assignment in dict.fromkeys(assignments):
         path = folder / f"{assignment}.template.db"
         try:
-            gradebook.make_worker_gradebook(course.db_url, path, assignment)
+            merge.make_worker_gradebook(course.db_url, path, assignment)
             templates[assignment] = path
         except Exception as err:  # not released, unreachable database, ...
             errors[assignment] = one_line(f"no worker gradebook: {err}")

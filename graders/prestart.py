@@ -50,6 +50,7 @@ from typing import Any
 
 import psutil
 
+from graders import syntax
 from graders.verdict.execute import ENV_PROGRESS
 
 #: Environment variable naming the record of the kernel started for the grading process.
@@ -74,7 +75,7 @@ def setup_modules(sources: Iterable[str]) -> list[str]:
         code = "\n".join(line for line in source.splitlines()
                          if not line.lstrip().startswith(("%", "!")))
         try:
-            tree = ast.parse(code)
+            tree = syntax.parse(code)
         except SyntaxError:
             continue
         for node in tree.body:

@@ -56,7 +56,8 @@ KERNEL_KILL_GRACE_S = 30.0
 INTERRUPTED = "grading was interrupted"
 #: What the forkserver imports once, so that no forked nbgrader pays for it: nbgrader, and what
 #: the trusted side of the course's test cells imports (their setup cells and checks). A module
-#: that is not installed is skipped.
+#: that is not installed is skipped. ``graders.forkwarm`` comes last: it finds the thread pools
+#: of the libraries loaded before it.
 FORKSERVER_PRELOAD = [
     "nbgrader.apps.nbgraderapp", "graders.runner", "graders.verdict.execute", "graders.restore",
     "numpy", "torch", "torchvision.models", "matplotlib.pyplot", "sklearn.linear_model",

@@ -101,6 +101,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
+from graders import syntax
 from graders.resources import cuda_hidden
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +211,7 @@ def _editable_paths() -> list[Path]:
 
 def _finder_mapping(finder: Path) -> list[Path]:
     """The package folders listed in a setuptools editable finder's ``MAPPING``."""
-    tree = ast.parse(finder.read_text(errors="replace"))
+    tree = syntax.parse(finder.read_text(errors="replace"))
     for node in ast.walk(tree):
         target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
         if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from graders import gradebook, samples  # noqa: E402
+from graders import merge, samples  # noqa: E402
 from graders.course import Course  # noqa: E402
 from graders.sandbox import sandbox_status  # noqa: E402
 
@@ -108,8 +108,8 @@ def time_merge(course: Course, assignment: str, scratch: Path) -> float:
     src = course.db_url
     start = time.perf_counter()
     for student in students:
-        gradebook.make_worker_gradebook(src, scratch / f"{student}.db", assignment)
-        gradebook.copy_submission(src, src, assignment, student)
+        merge.make_worker_gradebook(src, scratch / f"{student}.db", assignment)
+        merge.copy_submission(src, src, assignment, student)
     return (time.perf_counter() - start) / len(students)
 
 

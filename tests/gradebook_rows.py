@@ -2,8 +2,8 @@
 
 *Serially* is plain ``nbgrader autograde`` into the course's own gradebook. *Routed* is the
 parallel design done by hand: per student a worker course with a private gradebook made by
-:func:`~graders.gradebook.make_worker_gradebook`, a real ``nbgrader autograde`` there,
-then :func:`~graders.gradebook.copy_submission` into the main gradebook. A gradebook is
+:func:`~graders.merge.make_worker_gradebook`, a real ``nbgrader autograde`` there,
+then :func:`~graders.merge.copy_submission` into the main gradebook. A gradebook is
 compared through :func:`snapshot`: every submission row keyed by names, never by ids.
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from graders import cli
 from graders.course import Course
-from graders.gradebook import copy_submission, make_worker_gradebook
+from graders.merge import copy_submission, make_worker_gradebook
 
 ASSIGNMENT = tinycourse.ASSIGNMENT
 # student -> how their submission differs from the reference (see tinycourse.submission)

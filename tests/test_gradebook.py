@@ -1,6 +1,7 @@
-"""graders.gradebook and graders.shards: shards, worker gradebooks, submission copies that give
-exactly what grading straight into the main gradebook gives (the tiny synthetic course, real
-nbgrader), the grade a copy returns, and flags kept in the gradebook."""
+"""graders.gradebook, graders.merge and graders.shards: shards, worker gradebooks, submission
+copies that give exactly what grading straight into the main gradebook gives (the tiny synthetic
+course, real nbgrader), the grade a copy returns, flags kept in the gradebook, and the merge of
+a grading run (rows, flags, status) in one transaction."""
 
 from __future__ import annotations
 
@@ -16,14 +17,8 @@ from sqlalchemy import text
 
 from graders import kept_status
 from graders.course import Course
-from graders.gradebook import (
-    GradebookError,
-    SubmissionGrade,
-    copy_submission,
-    make_worker_gradebook,
-    read_submission,
-    record_submission,
-)
+from graders.gradebook import GradebookError, SubmissionGrade, read_submission
+from graders.merge import copy_submission, make_worker_gradebook, record_submission
 from graders.shards import parse_shard, select_shard
 
 A = rows.ASSIGNMENT

@@ -92,7 +92,8 @@ def test_the_forkserver_does_once_what_every_forked_nbgrader_would_repeat():
 
     from graders import sandbox
 
-    assert "graders.forkwarm" in runner.FORKSERVER_PRELOAD
+    # last: it finds the thread pools of every library loaded before it
+    assert runner.FORKSERVER_PRELOAD[-1] == "graders.forkwarm"
     importlib.import_module("graders.forkwarm")
     name = validator.get_current_validator().name
     for minor in range(current_nbformat_minor + 1):
@@ -429,6 +430,9 @@ def test_a_fork_caps_every_thread_pool_with_the_pools_found_before_the_fork():
 
     import numpy  # noqa: F401 (its BLAS pools, as the forkserver has them loaded)
 
+    # found after the imports, as forkwarm (imported last) finds them in the forkserver; this
+    # process may have made it earlier
+    runner.thread_pools.cache_clear()
     found = runner.thread_pools()
     assert runner.thread_pools() is found and found.info()  # found once, and something
     parent, child = multiprocessing.Pipe(duplex=False)
@@ -484,3 +488,27 @@ def test_a_forked_nbgrader_opens_its_gradebook_once_and_reads_and_writes_as_befo
     from nbgrader.api import Gradebook  # this process: nbgrader's Gradebook, unpatched
 
     assert Gradebook.__init__.__module__ == "nbgrader.api"
+
+
+def test_the_package_parses_python_one_thread_at_a_time(monkeypatch):
+    """graders.syntax.parse holds its lock while ast.parse runs (CPython 3.11's AST constructor
+    is not safe in two threads at once), and no module of the package calls ast.parse itself."""
+    import ast
+    import re
+
+    from graders import syntax
+
+    held = []
+    real = ast.parse
+    monkeypatch.setattr(ast, "parse", lambda *a, **k: held.append(
+        syntax._ONE_AT_A_TIME.locked()) or real(*a, **k))
+    assert isinstance(syntax.parse("x = 1"), ast.Module) and held == [True]
+    with pytest.raises(SyntaxError):
+        syntax.parse("x = ")
+    assert not syntax._ONE_AT_A_TIME.locked()
+    package = Path(runner.__file__).parent
+    direct = [f"{p.relative_to(package)}:{n}" for p in sorted(package.rglob("*.py"))
+              if p.name != "syntax.py"
+              for n, line in enumerate(p.read_text().splitlines(), 1)
+              if re.search(r"(?<![\w.])ast\.parse\(", line)]
+    assert direct == []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from nbformat import NotebookNode
 
+from graders import syntax
 from graders.notebooks import grade_id
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def _ast_parse(source: str) -> ast.Module | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ast.parse(source)
+            return syntax.parse(source)
     except (SyntaxError, ValueError):
         return None
     except (RecursionError, MemoryError) as err:

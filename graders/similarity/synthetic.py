@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from nbformat import NotebookNode
 
-from graders import mutations, notebooks
+from graders import mutations, notebooks, syntax
 from graders.course import Course
 
 _KEEP = frozenset(dir(builtins)) | {"self", "cls"}
@@ -72,7 +72,7 @@ def _dead_code(rng: random.Random, n: int) -> list[ast.stmt]:
         f"for _ in range({r} - {r}):\n    pass_{n} = None",
         f"while {r} < 0:\n    break",
     ]
-    return ast.parse(rng.choice(templates)).body
+    return syntax.parse(rng.choice(templates)).body
 
 
 def _rewrite_docstrings_and_pad(tree: ast.Module, rng: random.Random) -> None:
@@ -98,7 +98,7 @@ def disguise(source: str, seed: int = 0) -> str:
     code still does the same. Source that does not parse gets comments and blank lines only."""
     rng = random.Random(seed)
     try:
-        tree = ast.parse(source)
+        tree = syntax.parse(source)
     except SyntaxError:
         return "# my solution\n\n" + source.replace("\n", "\n\n")
     names, attrs = _assigned(tree)

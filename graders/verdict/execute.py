@@ -35,6 +35,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Enum, List, Unicode, default
 
+from graders import syntax
 from graders.verdict.remote import HELLO_TIMEOUT_S, Bridge, BridgeBroken
 from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, TrustedRunner
 
@@ -293,7 +294,7 @@ def _defined_names(source: str) -> set[str]:
     except Exception:  # noqa: BLE001 (IPython missing, or a cell it cannot transform)
         pass
     try:
-        tree = ast.parse(source)
+        tree = syntax.parse(source)
     except SyntaxError:
         return set()
     names: set[str] = set()

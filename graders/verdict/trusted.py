@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 
+from graders import syntax
 from graders.verdict.remote import Bridge, BridgeBroken, KernelTimeout, StudentCodeError
 
 MAX_PRINTED = 100_000  # characters of test output kept per cell
@@ -103,7 +104,7 @@ def _split_last_expression(source: str, filename: str) -> tuple[object, object]:
     IPython runs a cell whose last value it shows."""
     import ast
 
-    tree = ast.parse(source, filename)
+    tree = syntax.parse(source, filename)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
