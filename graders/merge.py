@@ -13,6 +13,7 @@ any URL nbgrader accepts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -343,11 +344,13 @@ def record_submission(
     ``grade`` gets the cells the main gradebook now has, and ``scan()`` (the static scan's
     findings, called only then) is stored as :func:`set_flags` stores it and added to
     ``grade`` (a graded submission becomes flagged). In any case ``grade``'s status is kept as
-    :func:`graders.kept_status.set_status` keeps it. Nothing is written when any of it fails.
+    :func:`graders.kept_status.set_status` keeps it. When any of it fails nothing is written
+    and ``grade`` is left as it was.
     """
     a, student = grade.assignment, grade.student
     result = _read_submission(src_url, a, student)
     flags = list(scan()) if result is not None else []
+    before = dataclasses.replace(grade, flags=list(grade.flags), cells=dict(grade.cells))
     with _session(dst_url) as db:
         if kept_status.keeps(grade.status):  # its table must exist
             kept_status.ensure_table(db.get_bind())
@@ -365,4 +368,6 @@ def record_submission(
             db.commit()
         except BaseException:
             db.rollback()
+            for f in dataclasses.fields(grade):
+                setattr(grade, f.name, getattr(before, f.name))
             raise

@@ -5,11 +5,12 @@ Per notebook, a kernel start and ``import torch``, numpy, matplotlib and the cou
 about 3.5 s (2 cores), before any of the student's code runs. :class:`Ahead` takes that off each
 notebook's path: when a worker begins a submission, the batch's launcher thread launches the
 kernel of the first submission in the queue that has none yet (:meth:`Ahead.start_next_soon`:
-the launch itself is off that notebook's path too), in the sandbox exactly as nbgrader's
+the launch is off that notebook's path too, once its run is past its own start), in the
+sandbox exactly as nbgrader's
 executor would (:func:`graders.sandbox.sandboxed_kernel_command`, the same environment and
-limits), with the
-setup cell's modules imported by ``importlib`` in a namespace of their own (no name appears in
-the student's namespace; ``import torch`` in the setup cell then finds the module loaded).
+limits), with the setup cell's modules imported by ``importlib`` in a namespace of their own
+(no name appears in the student's namespace; ``import torch`` in the setup cell then finds the
+module loaded).
 
 Isolation is unchanged, by construction:
 
@@ -58,11 +59,11 @@ ENV_PRESTARTED = "GRADERS_PRESTARTED"
 RECORD = "prestarted.json"
 #: Submissions bigger than this are not given a kernel ahead (their files would be hashed).
 MAX_WORK_BYTES = 64 * 2**20
-HISTORY = "--HistoryManager.hist_file=:memory:"
+HISTORY = "--HistoryManager.hist_file=:memory:"  # what nbclient gives an IPython kernel
 #: How long a launch waits for the run that asked for it to be past its start, and how often
 #: it looks (:meth:`Ahead.start_next_soon`).
 LAUNCH_WAIT_S = 5.0
-LAUNCH_POLL_S = 0.02  # what nbclient gives an IPython kernel
+LAUNCH_POLL_S = 0.02
 
 
 # ------------------------------------------------------------------------ what goes in ahead
@@ -375,7 +376,8 @@ class Ahead:
                 except Exception:  # noqa: BLE001 (a condition that fails waits no more)
                     break
                 time.sleep(LAUNCH_POLL_S)
-            self.start_next(env)
+            with contextlib.suppress(Exception):  # never the launcher's end: later launches
+                self.start_next(env)
 
     def close(self) -> None:
         """Discard every kernel still waiting (after the launch under way)."""

@@ -237,7 +237,8 @@ def limit_threads(env: dict[str, str]) -> None:
     # process that reads it at start, as the kernel does. (dlworkshop.set_num_threads caps BLAS
     # only, since in the kernel the variable has done the rest.)
     if "numpy" in sys.modules:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. two OpenMP runtimes: not the grading log's
             thread_pools().limit(limits=threads)
 
 

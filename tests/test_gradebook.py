@@ -220,7 +220,7 @@ def test_recording_a_run_writes_the_copy_the_flags_and_the_status_at_once(tiny, 
 
 
 @pytest.mark.slow  # the tiny course graded for real, about 40 s once
-def test_recording_keeps_a_status_and_writes_nothing_when_it_fails(tiny, tmp_path):
+def test_recording_keeps_a_status_and_writes_nothing_when_it_fails(tiny, tmp_path, monkeypatch):
     dst = _copy_db(tiny["released"], tmp_path / "main.db")
     # a run that stopped before nbgrader wrote anything: the status alone, no scan
     empty = make_worker_gradebook(dst, tmp_path / "w" / "gradebook.db", A)
@@ -243,3 +243,13 @@ def test_recording_keeps_a_status_and_writes_nothing_when_it_fails(tiny, tmp_pat
     with pytest.raises(GradebookError, match="disagree on the cells"):
         record_submission(src, dst, partial, lambda: ["flagged: x"])
     assert rows.snapshot(dst) == before and _kept(dst) == {}
+    assert partial == SubmissionGrade(A, "bob", "timed out (partial)", "cell 3")  # untouched
+    # a failure after the rows and flags were written in the transaction: all rolled back
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(kept_status, "write", broken)
+    bob = SubmissionGrade(A, "bob")
+    with pytest.raises(RuntimeError, match="disk full"):
+        record_submission(_worker_url(tiny, "bob"), dst, bob, lambda: ["flagged: x"])
+    assert rows.snapshot(dst) == before and bob == SubmissionGrade(A, "bob")
