@@ -187,9 +187,14 @@ def prepare_scratch(course: Course, job: Job, template_db: Path, scratch: Path) 
     return scratch
 
 
-def _past_start(ended: threading.Event, progress_file: Path) -> bool:
-    """Whether a grading run is over or past its start (its kernel and agent answer)."""
-    return ended.is_set() or partial.Progress.read(progress_file).begun
+def _past_start(ended: threading.Event, progress_file: Path,
+                on_past: Callable[[], None] = lambda: None) -> bool:
+    """Whether a grading run is over or past its start (its kernel and agent answer); once it
+    is, ``on_past()`` is called first."""
+    past = ended.is_set() or partial.Progress.read(progress_file).begun
+    if past:
+        on_past()
+    return past
 
 
 def force_rmtree(path: Path) -> None:
@@ -348,7 +353,11 @@ def grade_in_scratch(
         kernel = ctx.ahead.take(job, env) if ctx.ahead and attempt == 1 else None
         ended = threading.Event()
         if ctx.ahead:  # once this run is past its own start (or over)
-            past_start = functools.partial(_past_start, ended, progress_file)
+            # its grading process wrote its kernel's environment before starting the kernel:
+            # learnt then, the batch's second kernel can already be started ahead
+            learn = functools.partial(ctx.ahead.learn, env,
+                                      progress_file.with_name(prestart.ENVIRONMENT))
+            past_start = functools.partial(_past_start, ended, progress_file, learn)
             ctx.ahead.start_next_soon(env, after=past_start)
         offer = {prestart.ENV_PRESTARTED: str(kernel.record)} if kernel else {}
         try:
@@ -365,8 +374,8 @@ def grade_in_scratch(
             ended.set()
             if kernel:
                 kernel.discard()
-        if ctx.ahead:
-            ctx.ahead.learn(env, progress_file.with_name(prestart.ENVIRONMENT))
+        if ctx.ahead:  # had the launcher given up waiting before the run began
+            learn()
         seconds += run.seconds
         out = in_scratch(ctx.course, scratch, "autograded", job.student, job.assignment)
         # nbgrader writes the notebook twice: sanitized before it runs, graded after; only a

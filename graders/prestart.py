@@ -349,8 +349,9 @@ class Ahead:
         """:meth:`start_next` in the background: copying the next submission's files and
         launching its kernel (0.05 to 0.35 s measured on 2 cores) are then not on the path of
         the notebook that asked. With ``after``, the launch waits until ``after()`` is true (at
-        most :data:`LAUNCH_WAIT_S`): the grading run that asked is past its own start, so that
-        the new kernel's imports (seconds of CPU) do not compete with it.
+        most :data:`LAUNCH_WAIT_S` once the kernels' environment is learnt, see :meth:`learn`):
+        the grading run that asked is past its own start, so that the new kernel's imports
+        (seconds of CPU) do not compete with it.
 
         One launcher thread does every launch, and lives until :meth:`close`: a sandboxed
         kernel dies with the *thread* that launched it (bubblewrap's ``--die-with-parent`` is
@@ -369,7 +370,11 @@ class Ahead:
         while (request := self._launches.get()) is not None:
             env, after = request
             end = time.monotonic() + LAUNCH_WAIT_S
-            while after is not None and not self._closed and time.monotonic() < end:
+            # until a run has said what its kernel's environment is, no kernel can start ahead:
+            # the batch's first run is waited for however long its start takes (the forkserver
+            # warms up then)
+            while after is not None and not self._closed and (
+                    time.monotonic() < end or self._learned is None):
                 try:
                     if after():
                         break
@@ -403,8 +408,11 @@ def note_environment(env: Mapping[str, str]) -> None:
     progress = env.get(ENV_PROGRESS)
     if progress:
         kept = {k: v for k, v in env.items() if k not in (ENV_PRESTARTED, ENV_PROGRESS)}
-        with contextlib.suppress(OSError):
-            Path(progress).with_name(ENVIRONMENT).write_text(json.dumps(kept))
+        target = Path(progress).with_name(ENVIRONMENT)
+        partial_file = target.with_name(f".{ENVIRONMENT}.part")
+        with contextlib.suppress(OSError):  # whole or not at all: the parent may read it now
+            partial_file.write_text(json.dumps(kept))
+            os.replace(partial_file, target)
 
 
 class _Process:

@@ -159,6 +159,7 @@ class Split:
     tests: float = 0.0
     saves: float = 0.0
     tool: float = 0.0
+    cold: int = 0  # runs whose kernel started in the run, not ahead (graders.prestart)
 
     @property
     def overhead(self) -> float:
@@ -245,6 +246,8 @@ class Timings:
             out.imports += setup
             out.student += cells - setup
             out.tests += tests
+            kernel = [e for e in t.events if e.get("phase") == "kernel"]
+            out.cold += sum(not e.get("adopted") for e in kernel)
             if {"begin", "agent", "end"} <= phases.keys():  # the executor marked its phases
                 out.nbgrader += max(0.0, phases["begin"] - t.start)
                 out.kernel += max(0.0, phases["agent"] - phases["begin"])
@@ -582,8 +585,8 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         "",
         "| assignment | grading process | nbgrader start | kernel start + agent | imports (setup "
         "cell) | student cells | test cells (trusted side) | nbgrader saves + exit | tool "
-        "(scratch, merge, scan) | overhead beyond the cells (median) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "(scratch, merge, scan) | overhead beyond the cells (median) | kernels started cold |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for a, rows in splits.items():
         if not rows:
@@ -595,7 +598,8 @@ def section(info: dict, batches: list[Batch], splits: dict[str, list[Split]],
         lines.append(f"| `{a}` | {m('run')} | {m('nbgrader')} | {m('kernel')} | {m('imports')} | "
                      f"{m('student')} | "
                      f"{m('tests')} | {m('saves')} | {m('tool')} | **{m('overhead')}** "
-                     f"({median_overhead(rows):.2f}) |")
+                     f"({median_overhead(rows):.2f}) | "
+                     f"{sum(r.cold for r in rows)} of {len(rows)} |")
     if heavy and any(heavy.values()):
         lines += ["", "Heaviest cells, mean seconds per notebook that ran them (where the "
                       "class's time goes):", ""]

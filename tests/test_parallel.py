@@ -271,6 +271,33 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         assert trusted == [1, 1]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not parallel.plan_sandbox(True).active, reason="kernels ahead are sandboxed")
+def test_one_worker_adopts_a_kernel_started_ahead_from_its_second_notebook_on(
+    tiny_released, tmp_path, monkeypatch
+):
+    """The batch learns its kernels' environment from the first run's start, not its end: the
+    second notebook already finds its kernel started (it started cold when the batch learnt only
+    from a finished run)."""
+    course = copy_course(tiny_released, tmp_path / "ahead")
+    for student in ("a1", "a2", "a3"):
+        course.submit(student, ASSIGNMENT, submission(course))
+    adopted = []
+    run_limited = runner.run_limited
+
+    def watched(cmd, cwd, env, *args, **kwargs):
+        run = run_limited(cmd, cwd, env, *args, **kwargs)
+        events = ProgressLog.read(Path(env[ENV_PROGRESS]))
+        adopted.extend(e.get("adopted") for e in events if e.get("phase") == "kernel")
+        return run
+
+    monkeypatch.setattr(runner, "run_limited", watched)
+    settings = parallel.Settings(workers=1, cell_timeout=20, progress=False)
+    results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
+    assert [r.status for r in results] == [GRADED] * 3
+    assert adopted == [False, True, True]
+
+
 # ------------------------------------------------------------------------- command line
 def test_cli_errors_are_one_line_and_exit_code_says_not_all_graded(
     tiny_released, tmp_path, capsys

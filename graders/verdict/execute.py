@@ -217,10 +217,10 @@ class ProgressLog:
     ``{"stopped": reason, "at": label, "kind": "timeout" | "crash"}`` when the kernel died or
     stopped answering (after a time limit, or not). The phases of the run are marked too, for
     benchmarks: ``{"phase": "begin"}`` when the executor starts (nbgrader is up),
-    ``"kernel"`` once the kernel answers, ``"agent"`` once the grading agent is in it, ``"end"``
-    after the last cell, ``"shutdown"`` once the kernel is shut down; ``"begin"`` also says how
-    many threads torch uses on the trusted side (``"threads"``). Every event carries
-    ``"t"``, the wall-clock time it was written.
+    ``"kernel"`` once the kernel answers (``"adopted"``: a kernel started ahead), ``"agent"``
+    once the grading agent is in it, ``"end"`` after the last cell, ``"shutdown"`` once the
+    kernel is shut down; ``"begin"`` also says how many threads torch uses on the trusted side
+    (``"threads"``). Every event carries ``"t"``, the wall-clock time it was written.
 
     No path (``GRADERS_PROGRESS`` unset), no file: plain ``nbgrader autograde`` needs none."""
 
@@ -483,7 +483,7 @@ class VerdictExecute(Execute):
             info_msg = self.wait_for_reply(self.kc.kernel_info())
             assert info_msg
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
-            progress.write(phase="kernel")
+            progress.write(phase="kernel", adopted=bool(adopted))
             run_cells(self, tests, setup, self._delimiters(),
                       execute_cell=lambda cell, index: self.preprocess_cell(cell, resources, index),
                       progress=progress)
