@@ -371,12 +371,19 @@ def test_a_missing_name_says_which_cell_to_fix_first(tmp_path):
         new_code_cell("assert params is not None", metadata=meta),
         new_code_cell("assert nothing_defines_this", metadata={
             "nbgrader": {"grade_id": "t2", "grade": True, "points": 1}}),
+        new_code_cell("\n# my own experiment, a long comment that goes on and on\nmine = 1 / 0"),
+        new_code_cell("assert mine == 1", metadata={
+            "nbgrader": {"grade_id": "t3", "grade": True, "points": 1}}),
     ])
     _, results = execute(nb, cwd=tmp_path, timeout=30)
     assert results["t"].error == (
         "NameError: name 'params' is not defined: it is defined by cell train_run, which "
         "failed with NotImplementedError: fix that first")
     assert results["t2"].error.endswith("no cell of your notebook defines it")
+    # a cell of the student's own: its place as a reader counts and how it starts
+    assert results["t3"].error == (
+        "NameError: name 'mine' is not defined: it is defined by cell #5 ('# my own "
+        "experiment, a long comment t...'), which failed with ZeroDivisionError: fix that first")
 
 
 def test_number_and_str_subclasses_arrive_as_plain_values():

@@ -248,8 +248,20 @@ class ProgressLog:
         return events
 
 
+LABEL_CHARS = 40  # of a cell's first line in a reason
+
+
 def _label(cell: NotebookNode, index: int) -> str:
-    return _grade_id(cell) or f"#{index}"
+    """How reasons name a cell: its grade_id, else its position (counted from 1, as a reader
+    of the notebook counts) and the start of its first line of code."""
+    gid = _grade_id(cell)
+    if gid:
+        return gid
+    source = cell.get("source", "")
+    line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
+    line = "".join(ch if ch.isprintable() else " " for ch in line)
+    line = line if len(line) <= LABEL_CHARS else line[: LABEL_CHARS - 3].rstrip() + "..."
+    return f"#{index + 1} ({line!r})" if line else f"#{index + 1}"
 
 
 def _points(cell: NotebookNode) -> float:
