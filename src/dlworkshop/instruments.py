@@ -256,6 +256,8 @@ def call_without_library(
 
     forbidden = []
     for name in names:
+        if name.startswith(testing.OPERATIONS):  # operations, not names: no alias to find
+            continue
         owner, attr = testing._owner(name)
         forbidden.append(getattr(owner, attr))
     namespace = func.__globals__
@@ -281,14 +283,20 @@ def _config_value(value: Any) -> Any:
     return repr(value)
 
 
+def _parameter(module: torch.nn.Module, name: str) -> torch.Tensor | None:
+    value = getattr(module, name, None)
+    return _plain(value).detach().clone() if isinstance(value, torch.Tensor) else None
+
+
 @torch.no_grad()
 def layer_calls(
-    model: torch.nn.Module, x: torch.Tensor, kinds: tuple[str, ...] = ()
+    model: torch.nn.Module, x: torch.Tensor, kinds: tuple[str, ...] = (), training: bool = False
 ) -> list[dict[str, Any]]:
     """Every call of a leaf module of ``model`` (or of a module whose torch class is named in
     ``kinds``, e.g. ``("Conv2d", "MaxPool2d", "Linear")``) in one forward pass of ``x`` in eval
-    mode, in call order: ``{"name", "kind" (the torch.nn class it is or extends), "config"
-    (in/out sizes, kernel, stride, padding ...), "has_bias", "input", "output"}``."""
+    mode (``training=True``: in training mode), in call order: ``{"name", "kind" (the torch.nn
+    class it is or extends), "config" (in/out sizes, kernel, stride, padding ...), "has_bias",
+    "weight" and "bias" (copies, None where the module has none), "input", "output"}``."""
     records: list[dict[str, Any]] = []
     handles = []
     for name, module in model.named_modules():
@@ -303,13 +311,14 @@ def layer_calls(
             def hook(mod: Any, inp: Any, out: Any, name: str = name, kind: str = kind,
                      config: dict = config, has_bias: bool = has_bias) -> None:
                 records.append({"name": name, "kind": kind, "config": config,
-                                "has_bias": has_bias,
+                                "has_bias": has_bias, "weight": _parameter(mod, "weight"),
+                                "bias": _parameter(mod, "bias"),
                                 "input": _plain(inp[0]).detach().clone() if inp else None,
                                 "output": _plain(out).detach().clone()})
 
             handles.append(module.register_forward_hook(hook))
     was_training = model.training
-    model.eval()
+    model.train(training)
     try:
         model(x)
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, Protocol
@@ -116,24 +117,56 @@ def _owner(name: str) -> tuple[Any, str]:
     return owner, attr
 
 
+OPERATIONS = "aten::"  # a name with this prefix is a pattern of PyTorch operations
+
+
 @contextlib.contextmanager
 def switched_off(names: Sequence[str], message: str) -> Iterator[None]:
     """Inside the block, calling any of the functions ``names`` (dotted, e.g.
-    ``"torch.nn.functional.conv2d"``) raises ``AssertionError(message)``."""
+    ``"torch.nn.functional.conv2d"``) raises ``AssertionError(message)``.
+
+    A name ``"aten::<regular expression>"`` switches off every PyTorch operation whose name the
+    expression finds (``"aten::conv(olution|\\d)"``: ``F.conv2d``, ``torch.convolution``,
+    ``nn.Conv2d`` ... all run the operation ``convolution``): what a function does, whatever
+    name or alias calls it."""
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(message)
 
+    patterns = [n.removeprefix(OPERATIONS) for n in names if n.startswith(OPERATIONS)]
     saved = []
-    try:
-        for name in names:
-            owner, attr = _owner(name)
-            saved.append((owner, attr, getattr(owner, attr)))
-            setattr(owner, attr, refuse)
-        yield
-    finally:
-        for owner, attr, value in reversed(saved):
-            setattr(owner, attr, value)
+    with contextlib.ExitStack() as stack:
+        if patterns:
+            stack.enter_context(_operations_off(re.compile("|".join(patterns)), message))
+        try:
+            for name in names:
+                if name.startswith(OPERATIONS):
+                    continue
+                owner, attr = _owner(name)
+                saved.append((owner, attr, getattr(owner, attr)))
+                setattr(owner, attr, refuse)
+            yield
+        finally:
+            for owner, attr, value in reversed(saved):
+                setattr(owner, attr, value)
+
+
+def _operations_off(pattern: re.Pattern[str], message: str) -> Any:
+    """A PyTorch dispatch mode in which an operation whose name ``pattern`` finds raises
+    ``AssertionError(message)``. It sees operations after PyTorch's own decompositions, so an
+    alias or a wrapper of a switched-off function reaches it as the same operation.
+    (``__torch_dispatch__`` modes are PyTorch's documented extension point for this, e.g.
+    ``torch.utils.flop_counter``; the class lives in a module PyTorch names private.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OperationsOff(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            if pattern.search(func.overloadpacket.__name__):
+                raise AssertionError(message)
+            return func(*args, **(kwargs or {}))
+
+    return OperationsOff()
 
 
 def call_without(
