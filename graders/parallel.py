@@ -45,7 +45,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders import gradebook, merge, partial, prestart, runner, scan, shards
+from graders import gradebook, merge, partial, prestart, runner, scan, shards, submitted
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.resources import (
@@ -146,6 +146,9 @@ def precheck(course: Course, job: Job) -> tuple[str, str] | None:
     """``(status, reason)`` for a submission nbgrader cannot grade (missing or not a
     notebook), else None."""
     path = course.submission_path(job.student, job.assignment)
+    problem = submitted.notebook_problem(path)
+    if problem:
+        return REFUSED, problem
     if not path.is_file():
         folder = path.parent
         if not folder.is_dir():
@@ -178,10 +181,9 @@ def prepare_scratch(course: Course, job: Job, template_db: Path, scratch: Path) 
         in_scratch(course, scratch, "source", ".", job.assignment),
         ignore=shutil.ignore_patterns(*course.settings.ignore, GRADING_FOLDER),
     )
-    shutil.copytree(
+    submitted.copy_folder(  # without links and special files
         course.submission_path(job.student, job.assignment).parent,
         in_scratch(course, scratch, "submitted", job.student, job.assignment),
-        symlinks=True,
     )
     shutil.copy2(template_db, scratch / "gradebook.db")
     return scratch
@@ -419,10 +421,12 @@ def record(
         with contextlib.suppress(Exception):
             gradebook.set_auto_scores(private, a, student, result.partial_points)
     # the static scan's findings: the submission is graded as usual and flagged for review
+    path = course.submission_path(student, a)
     merge.record_submission(
         private, course.db_url, result,
-        lambda: [str(f) for f in scan.scan_submission(course.submission_path(student, a),
-                                                       course.source_path(a))],
+        lambda: [*submitted.dropped_flags(submitted.odd_entries(path.parent)),
+                 *([] if submitted.notebook_problem(path) else  # a FIFO would block the read
+                   [str(f) for f in scan.scan_submission(path, course.source_path(a))])],
         order,
     )
     src = in_scratch(course, scratch, "autograded", student, a)

@@ -51,7 +51,7 @@ from typing import Any
 
 import psutil
 
-from graders import syntax
+from graders import submitted, syntax
 from graders.verdict.execute import ENV_PROGRESS
 
 #: Environment variable naming the record of the kernel started for the grading process.
@@ -216,8 +216,8 @@ def start(
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():
             target.unlink()
-        if path.is_dir():
-            shutil.copytree(path, target, symlinks=True)
+        if path.is_dir():  # as the grading's own copy: without links and special files
+            submitted.copy_folder(path, target)
         else:
             shutil.copy2(path, target, follow_symlinks=False)
     km = SandboxKernelManager(kernel_name=kernel_name)

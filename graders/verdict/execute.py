@@ -483,6 +483,7 @@ class VerdictExecute(Execute):
             _forget_kept_status(resources)
         progress = ProgressLog(os.environ.get(ENV_PROGRESS))
         progress.write(phase="begin", threads=_torch_threads())
+        self._leave_out_links(resources)
         tests, setup = self._definitions(resources)
         adopted = km is None and self._adopt(nb, resources)
         NotebookClient.__init__(self, nb, adopted or km)
@@ -502,6 +503,35 @@ class VerdictExecute(Execute):
         progress.write(phase="shutdown")
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _leave_out_links(self, resources: Any) -> None:
+        """What nbgrader copied into the kernel's folder from the submission's links and
+        special files (it copies what a link points to, :mod:`graders.submitted`) is removed
+        before the kernel starts; a notebook that is itself a link is not graded. (``graders
+        autograde`` copies submissions without them; this covers plain ``nbgrader autograde``
+        and the formgrader.)"""
+        from nbgrader.coursedir import CourseDirectory
+
+        from graders import submitted
+
+        ids = (resources or {}).get("nbgrader") or {}
+        kernel_folder = ((resources or {}).get("metadata") or {}).get("path")
+        if not (ids.get("student") and ids.get("assignment") and kernel_folder):
+            return
+        coursedir = CourseDirectory(config=self.config)
+        folder = Path(coursedir.format_path(coursedir.submitted_directory, ids["student"],
+                                            ids["assignment"]))
+        problem = submitted.notebook_problem(folder / f"{ids.get('notebook')}.ipynb")
+        if problem:
+            raise RuntimeError(problem)
+        for relative, what in submitted.odd_entries(folder).items():
+            copy = Path(kernel_folder) / relative
+            self.log.warning("left out %s: %s in the submission", relative, what)
+            if copy.is_dir() and not copy.is_symlink():
+                shutil.rmtree(copy, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    copy.unlink()
 
     def _adopt(self, nb: NotebookNode, resources: Any) -> Any | None:
         """The sandboxed kernel started ahead for this notebook (:mod:`graders.prestart`), when

@@ -1,0 +1,117 @@
+"""graders.submitted: links and special files in a submission folder never reach the grading
+(unit tests), and a submission made of links gains nothing and reads nothing, with
+``graders autograde`` and with plain ``nbgrader autograde`` (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell
+from tinycourse import ASSIGNMENT, SECRET, copy_course, submission, tiny_released
+
+from graders import parallel, submitted
+from graders.status import FLAGGED, REFUSED
+
+__all__ = ["tiny_released"]  # a fixture
+
+# prints every file of the kernel's folder (and below): what a link would have brought in
+_READ_ALL = """\
+import os
+for _root, _dirs, _files in os.walk("."):
+    for _name in _files:
+        try:
+            with open(os.path.join(_root, _name), "rb") as _f:
+                print(_name, _f.read().decode("latin-1"))
+        except OSError as _err:
+            print(_name, _err)
+"""
+
+
+def _odd_folder(folder, course_root):
+    """A submission folder with every kind of entry that is not the student's own file."""
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "mine.txt").write_text("my own data")
+    os.symlink("../../../gradebook.db", folder / "leak.db")  # lands in the (scratch) course
+    os.symlink(course_root / "gradebook.db", folder / "data" / "abs.db")
+    os.symlink(course_root / "source", folder / "source-dir")
+    os.symlink("nowhere", folder / "dangling")
+    os.mkfifo(folder / "pipe")
+
+
+def test_odd_entries_are_found_without_following_links_and_left_out_of_a_copy(tmp_path):
+    src = tmp_path / "sub"
+    (tmp_path / "gradebook.db").write_text("secret")
+    (tmp_path / "source").mkdir()
+    _odd_folder(src, tmp_path)
+    assert submitted.odd_entries(src) == {
+        "dangling": "a symbolic link", "data/abs.db": "a symbolic link", "leak.db":
+        "a symbolic link", "pipe": "a FIFO", "source-dir": "a symbolic link"}
+    dropped = submitted.copy_folder(src, tmp_path / "copy")
+    assert set(dropped) == set(submitted.odd_entries(src))
+    kept = sorted(p.relative_to(tmp_path / "copy").as_posix()
+                  for p in (tmp_path / "copy").rglob("*"))
+    assert kept == ["data", "data/mine.txt"]
+    assert submitted.notebook_problem(src / "leak.db").startswith("leak.db is a symbolic link")
+    assert submitted.notebook_problem(src / "pipe") == (
+        "pipe is a FIFO, not a file: submit the notebook itself")
+    assert submitted.notebook_problem(src / "data" / "mine.txt") is None
+    assert submitted.notebook_problem(src / "absent.ipynb") is None  # missing: said elsewhere
+
+
+def _submit_linked_class(course):
+    """A notebook that is a link to the instructor's, a stub that reads what links bring in,
+    and a correct notebook beside a FIFO and a dangling link."""
+    linked = course.submission_path("linked", ASSIGNMENT)
+    linked.parent.mkdir(parents=True)
+    os.symlink(f"../../../source/{ASSIGNMENT}/{ASSIGNMENT}.ipynb", linked)
+    stub = submission(course, unsolved=("add", "mul", "square"))
+    stub.cells.append(new_code_cell(_READ_ALL))
+    folder = course.submit("reader", ASSIGNMENT, stub).parent
+    _odd_folder(folder, course.root)
+    correct = course.submit("honest", ASSIGNMENT, submission(course)).parent
+    os.mkfifo(correct / "pipe")
+    os.symlink("nowhere", correct / "dangling")
+
+
+def _outputs(course, student):
+    nb = nbformat.read(str(course.autograded_path(student, ASSIGNMENT)), as_version=4)
+    return "\n".join(json.dumps(c.get("outputs", [])) for c in nb.cells)
+
+
+@pytest.mark.slow
+def test_links_in_a_submission_gain_nothing_and_read_nothing(tiny_released, tmp_path):
+    course = copy_course(tiny_released, tmp_path / "course")
+    _submit_linked_class(course)
+    settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
+    results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
+    by = {r.student: r for r in results}
+    assert by["linked"].status == REFUSED and "symbolic link" in by["linked"].reason
+    assert by["linked"].score == 0
+    reader = by["reader"]
+    assert reader.status == FLAGGED and reader.score == 0, reader.reason
+    assert any("leak.db in the submission is a symbolic link" in f for f in reader.flags)
+    assert any("pipe in the submission is a FIFO" in f for f in reader.flags)
+    printed = _outputs(course, "reader")
+    assert "my own data" in printed  # the cell ran and read the student's own files
+    assert SECRET not in printed and "leak.db" not in printed
+    assert not (course.folder("autograded", "reader", ASSIGNMENT) / "leak.db").exists()
+    assert by["honest"].score == 6 and by["honest"].status == FLAGGED  # flagged, not failed
+
+
+@pytest.mark.slow
+def test_plain_nbgrader_leaves_out_what_links_brought_in(tiny_released, tmp_path):
+    course = copy_course(tiny_released, tmp_path / "course")
+    stub = submission(course, unsolved=("add", "mul", "square"))
+    stub.cells.append(new_code_cell(_READ_ALL))
+    folder = course.submit("reader", ASSIGNMENT, stub).parent
+    (folder / "data").mkdir()
+    (folder / "data" / "mine.txt").write_text("my own data")
+    os.symlink("../../../gradebook.db", folder / "leak.db")
+    os.symlink(course.root / "gradebook.db", folder / "data" / "abs.db")
+    course.autograde(ASSIGNMENT, "reader")
+    printed = _outputs(course, "reader")
+    assert "my own data" in printed
+    assert SECRET not in printed and "abs.db" not in printed
