@@ -51,9 +51,12 @@ c.Autograde.autograde_preprocessors = [
 c.VerdictExecute.sandbox = "auto"
 # OverwriteCells, but every read-only cell a student deleted is put back in place (graders/
 # restore.py): nbgrader's own re-insertion fails on a deleted test cell that follows a
-# read-only run cell, and never puts back read-only run cells.
+# read-only run cell, and never puts back read-only run cells. Before nbgrader's steps, every
+# cell's nbgrader metadata becomes the instructor's for its grade_id, or goes (CleanMetadata):
+# a cell pasted from another notebook or edited flags crashed nbgrader (the notebook scored 0).
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
+    "graders.restore.CleanMetadata",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "graders.restore.RestoreCells",

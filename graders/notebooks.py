@@ -29,25 +29,35 @@ def read(path: str | Path) -> NotebookNode:
     return nbformat.read(str(path), as_version=4)
 
 
+def nbgrader_metadata(cell: NotebookNode) -> dict:
+    """A cell's nbgrader metadata; ``{}`` where it has none or a student made it something
+    other than a dict."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta if isinstance(meta, dict) else {}
+
+
 def grade_id(cell: NotebookNode) -> str | None:
     """The nbgrader ``grade_id`` of a cell, or None for a cell nbgrader does not track."""
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    gid = nbgrader_metadata(cell).get("grade_id")
+    return gid if isinstance(gid, str) else None
 
 
 def is_solution(cell: NotebookNode) -> bool:
     """An nbgrader solution (student-editable) cell."""
-    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+    return bool(nbgrader_metadata(cell).get("solution"))
 
 
 def is_test(cell: NotebookNode) -> bool:
     """An nbgrader auto-graded test cell (``grade: true`` on a code cell)."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade"))
+    return cell.cell_type == "code" and bool(nbgrader_metadata(cell).get("grade"))
 
 
 def points(cell: NotebookNode) -> float:
     """Points of a grade cell (0 for other cells)."""
-    return float(cell.get("metadata", {}).get("nbgrader", {}).get("points", 0) or 0)
+    try:
+        return float(nbgrader_metadata(cell).get("points", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def cell_index(nb: NotebookNode, gid: str) -> int:

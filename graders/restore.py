@@ -22,12 +22,65 @@ from typing import Any
 
 from nbformat import NotebookNode
 from nbgrader import utils
+from nbgrader.api import Gradebook
 from nbgrader.nbgraderformat import MetadataValidator
-from nbgrader.preprocessors import OverwriteCells
+from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
+
+
+class CleanMetadata(NbGraderPreprocessor):
+    """The first step of the grading: every cell's nbgrader metadata as the instructor's
+    notebook has it, or none.
+
+    A student edits metadata by accident (Jupyter's copy and paste keeps it: a cell pasted
+    from another assignment, a test cell copied) or on purpose (``grade`` switched off, a
+    solution turned into a 100-point test, a string instead of a dict). nbgrader's own steps
+    then crash on the notebook (``KeyError: 'grade_id'``) and a correct submission scores 0.
+    Here a cell whose ``grade_id`` is one of the assignment's gets exactly the instructor's
+    flags for that id (type, grade, solution, locked, task, points); any other nbgrader
+    metadata is removed, so the cell runs as a cell of the student's own. Duplicates of an id
+    are left to nbgrader's ``DeduplicateIds`` (the last copy keeps the id).
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: Any) -> tuple[NotebookNode, Any]:
+        ids = resources["nbgrader"]
+        with Gradebook(ids["db_url"]) as gb:
+            source = gb.find_notebook(ids["notebook"], ids["assignment"])
+            points = {c.name: float(c.max_score) for c in source.grade_cells}
+            solutions = {c.name for c in source.solution_cells}
+            tasks = {c.name for c in source.task_cells}
+            known = {c.name: (c.cell_type, bool(c.locked)) for c in source.source_cells}
+        for index, cell in enumerate(nb.cells):
+            meta = cell.get("metadata", {}).get("nbgrader")
+            if meta is None:
+                continue
+            gid = meta.get("grade_id") if isinstance(meta, dict) else None
+            if not isinstance(gid, str) or gid not in known:
+                self.log.warning("Cell %d: nbgrader metadata of no cell of this assignment "
+                                 "(%r) removed", index, gid)
+                del cell.metadata["nbgrader"]
+                continue
+            cell_type, locked = known[gid]
+            clean = {"cell_type": cell_type, "grade": gid in points, "grade_id": gid,
+                     "locked": locked, "schema_version": 3, "solution": gid in solutions,
+                     "task": gid in tasks}
+            if gid in points:
+                clean["points"] = points[gid]
+            if {k: meta.get(k) for k in clean} != clean:
+                self.log.warning("Cell %s: nbgrader metadata put back as the instructor's", gid)
+            cell.metadata["nbgrader"] = clean
+        return nb, resources
 
 
 class RestoreCells(OverwriteCells):
     """``OverwriteCells`` that puts back every missing read-only cell (module docstring)."""
+
+    def preprocess(self, nb: NotebookNode, resources: Any) -> tuple[NotebookNode, Any]:
+        # nbgrader's DeduplicateIds leaves an empty nbgrader dict on the earlier copies of a
+        # duplicated cell, and its add_missing_task_cells reads every such dict's grade_id
+        for cell in nb.cells:
+            if "nbgrader" in cell.get("metadata", {}) and not self._gid(cell):
+                del cell.metadata["nbgrader"]
+        return super().preprocess(nb, resources)
 
     def add_missing_grade_cells(self, nb: NotebookNode, resources: Any) -> tuple[NotebookNode, Any]:
         source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -115,3 +116,53 @@ def test_plain_nbgrader_leaves_out_what_links_brought_in(tiny_released, tmp_path
     printed = _outputs(course, "reader")
     assert "my own data" in printed
     assert SECRET not in printed and "abs.db" not in printed
+
+
+# ------------------------------------------------------------------ nbgrader metadata edited
+def _cell(nb, gid):
+    return next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get(
+        "grade_id") == gid)
+
+
+def _edited(course, how):
+    """The reference (or, for ``points``, the stub) with its nbgrader metadata edited."""
+    nb = submission(course, unsolved=("add", "mul", "square") if how == "points" else ())
+    if how == "dup-solution":  # Jupyter's duplicate keeps the metadata
+        nb.cells.insert(nb.cells.index(_cell(nb, "add")), copy.deepcopy(_cell(nb, "add")))
+    elif how == "dup-test":
+        nb.cells.append(copy.deepcopy(_cell(nb, "test_mul")))
+    elif how == "foreign":  # pasted from another assignment's notebook
+        nb.cells.append(new_code_cell("def relu(x):\n    return max(x, 0)", metadata={
+            "nbgrader": {"grade_id": "relu_forward", "solution": True, "grade": False,
+                         "locked": False, "schema_version": 3}}))
+    elif how == "flags":
+        _cell(nb, "test_add").metadata.nbgrader.update(grade=False, schema_version=99)
+        _cell(nb, "mul").metadata["nbgrader"] = "solution"
+    elif how == "points":  # a stub's solution cell claims to be a 100-point test
+        _cell(nb, "add").metadata.nbgrader.update(grade=True, points=100, locked=True)
+    return nb
+
+
+EDITS = {"dup-solution": 6, "dup-test": 6, "foreign": 6, "flags": 6, "points": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["graders", "nbgrader"])
+def test_edited_nbgrader_metadata_is_the_instructors_again(tiny_released, tmp_path, runner):
+    """Copy and paste, cells from another notebook and edited flags neither crash the grading
+    (a correct notebook scored 0) nor gain points: each cell gets the instructor's metadata."""
+    course = copy_course(tiny_released, tmp_path / "course")
+    for how in EDITS:
+        course.submit(how, ASSIGNMENT, _edited(course, how))
+    if runner == "graders":
+        settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
+        results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]),
+                                     settings)
+        got = {r.student: (r.score, r.max_score) for r in results}
+        reasons = {r.student: r.reason for r in results}
+    else:
+        course.autograde(ASSIGNMENT)
+        grades = course.grades(ASSIGNMENT)
+        got = {s: (g.score, g.max_score) for s, g in grades.items()}
+        reasons = {}
+    assert got == {how: (score, 6) for how, score in EDITS.items()}, reasons
