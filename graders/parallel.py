@@ -346,6 +346,7 @@ def grade_in_scratch(
     seconds = 0.0
     env = worker_env(ctx, slot)
     run_env, on_cpu = env, False
+    first = ""  # how the first of two runs ended
     for attempt in (1, 2):
         if attempt == 2:
             force_rmtree(scratch)
@@ -394,10 +395,13 @@ def grade_in_scratch(
             continue
         if not partial.worth_again(status, run.killed is not None, progress):
             break
+        first = f"the first {status}: {reason}" if reason else f"the first {status}"
     if on_cpu:
         reason = "; ".join(filter(None, [reason, GPU_RETRY]))
     elif attempt == 2 and status not in (GRADED, FLAGGED):
         reason = f"{reason} (happened twice)"
+    elif attempt == 2:  # the grade says it comes from a second run, and why
+        reason = "; ".join(filter(None, [reason, f"graded on a second run ({first})"]))
     grade = job.grade(status, reason, seconds=seconds)
     if partial.is_partial(status) and not saved:  # nbgrader saved nothing: we keep the points
         grade.partial_points = progress.points

@@ -86,12 +86,16 @@ def is_partial(status: str) -> bool:
 
 def worth_again(status: str, killed: bool, progress: Progress) -> bool:
     """Whether a run deserves a second one: it crashed on its own (not killed by a limit: on a
-    busy machine a kernel can fail to start or answer in time), or a cell ran past its limit
-    while the machine was busy and stopped when interrupted (an honest cell made slow by the
-    load; a kernel that ignores the interrupt is the submission's doing). Load must not change
-    a grade."""
+    busy machine a kernel can fail to start or answer in time) before any test cell completed,
+    or a cell ran past its limit while the machine was busy and stopped when interrupted (an
+    honest cell made slow by the load; a kernel that ignores the interrupt is the submission's
+    doing). Load must not change a grade.
+
+    A crash after a test cell completed is final (``crashed (partial)``: the points earned so
+    far are kept): a second run would let a submission whose answers vary from run to run
+    crash on purpose when its own checks see a bad draw, and take the better of two."""
     if status in (CRASHED, CRASHED_PARTIAL) and not killed and not progress.stopped_by_time:
-        return True
+        return not progress.points
     slow = bool(progress.timeouts) and not progress.stopped_by_time
     return slow and status in (GRADED, TIMED_OUT, TIMED_OUT_PARTIAL) and machine_busy()
 

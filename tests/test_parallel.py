@@ -18,7 +18,7 @@ from graders import parallel, report, resources, runner, shards
 from graders.course import Course
 from graders.gradebook import CellGrade, SubmissionGrade
 from graders.parallel import Job
-from graders.status import CRASHED, FLAGGED, GRADED, MISSING, REFUSED, TIMED_OUT
+from graders.status import CRASHED, CRASHED_PARTIAL, FLAGGED, GRADED, MISSING, REFUSED, TIMED_OUT
 from graders.verdict.execute import ENV_PROGRESS, ProgressLog
 
 __all__ = ["tiny_released"]  # a fixture
@@ -319,9 +319,9 @@ def test_cli_errors_are_one_line_and_exit_code_says_not_all_graded(
 
 
 # ------------------------------------------------------------------ crashed runs: one retry
-def _dies_first(nb, marker: Path | None):
-    """``nb`` with a first code cell that kills the kernel (only while ``marker`` is absent,
-    creating it, when a marker is given)."""
+def _dies_first(nb, marker: Path | None, at: int = 0):
+    """``nb`` with a code cell at ``at`` (first) that kills the kernel (only while ``marker`` is
+    absent, creating it, when a marker is given)."""
     import nbformat
 
     if marker is None:
@@ -331,7 +331,7 @@ def _dies_first(nb, marker: Path | None):
             f"import os, pathlib\n_m = pathlib.Path({str(marker)!r})\n"
             "if not _m.exists():\n    _m.touch()\n    os._exit(3)"
         )
-    nb.cells.insert(0, nbformat.v4.new_code_cell(code))
+    nb.cells.insert(at, nbformat.v4.new_code_cell(code))
     return nb
 
 
@@ -340,6 +340,10 @@ def test_a_crashed_run_is_graded_once_more_and_a_second_crash_is_final(tiny_rele
     # the marker lives outside the sandbox's reach, so this runs unsandboxed on purpose
     course.submit("flaky", ASSIGNMENT, _dies_first(submission(course), tmp_path / "died"))
     course.submit("broken", ASSIGNMENT, _dies_first(submission(course), None))
+    # dies after its first test cell, the first time only: a second run would score it in full
+    after_add = _dies_first(submission(course), tmp_path / "rolled", at=3)
+    assert after_add.cells[2].metadata.nbgrader.grade_id == "test_add"
+    course.submit("reroll", ASSIGNMENT, after_add)
     settings = parallel.Settings(workers=2, cell_timeout=20, progress=False, sandbox=False)
     jobs = parallel.select_jobs(course, [ASSIGNMENT])
     results = {r.student: r for r in parallel.autograde(course, jobs, settings)}
@@ -350,6 +354,10 @@ def test_a_crashed_run_is_graded_once_more_and_a_second_crash_is_final(tiny_rele
     assert results["flaky"].score == results["flaky"].max_score > 0
     assert results["broken"].status == CRASHED
     assert results["broken"].reason.endswith("(happened twice)")
+    # a crash after a test cell completed is final: the points before it, no second draw
+    assert (tmp_path / "rolled").exists()
+    assert results["reroll"].status == CRASHED_PARTIAL, results["reroll"].reason
+    assert results["reroll"].score == POINTS["test_add"]
 
 
 def test_workers_follow_the_cores_this_process_may_use(monkeypatch):
