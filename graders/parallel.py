@@ -428,7 +428,7 @@ def record(
     path = course.submission_path(student, a)
     merge.record_submission(
         private, course.db_url, result,
-        lambda: [*submitted.dropped_flags(submitted.odd_entries(path.parent)),
+        lambda: [*submitted.flags(path, course.source_path(a)),
                  *([] if submitted.notebook_problem(path) else  # a FIFO would block the read
                    [str(f) for f in scan.scan_submission(path, course.source_path(a))])],
         order,

@@ -88,7 +88,11 @@ class RestoreCells(OverwriteCells):
         solutions = {c.name for c in source.solution_cells}
         tasks = {c.name for c in source.task_cells}
         present = {self._gid(cell) for cell in nb.cells} - {None}
-        position = -1  # insert after this index of nb.cells
+        # insert after this index of nb.cells; in a notebook that kept none of the instructor's
+        # cells (its code pasted into a new notebook, its metadata stripped) every cell goes at
+        # the end: put at the top, the tests would run before any of the student's code
+        anchored = any(c.name in present for c in source.source_cells)
+        position = -1 if anchored else len(nb.cells) - 1
         for source_cell in source.source_cells:  # in the instructor's order
             name = source_cell.name
             if name in present:

@@ -169,6 +169,7 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
             deleted,
             f"{tamper.name}; test cells {sorted(gone)} deleted, {detag!r} de-tagged",
             must_fail=partial_fail | {target},
+            status="flagged",  # the deleted test cells are put back, and named for review
         )
     )
 

@@ -11,12 +11,15 @@ Submissions reach ``submitted/`` in many ways (``graders collect`` refuses links
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 from pathlib import Path
 
-__all__ = ["copy_folder", "dropped_flags", "notebook_problem", "odd_entries"]
+from graders import notebooks
+
+__all__ = ["copy_folder", "flags", "notebook_problem", "odd_entries"]
 
 
 def _kind(mode: int) -> str:
@@ -74,7 +77,19 @@ def notebook_problem(path: Path) -> str | None:
     return f"{Path(path).name} is {_kind(mode)}, not a file: submit the notebook itself"
 
 
-def dropped_flags(dropped: dict[str, str]) -> list[str]:
-    """The instructor's flags for the entries a grading left out."""
-    return [f"flagged: {path} in the submission is {what}: left out of the grading"
-            for path, what in dropped.items()]
+def flags(notebook: Path, source: Path) -> list[str]:
+    """What the instructor should look at in the submission ``notebook`` (of the assignment
+    whose instructor's notebook is ``source``) beyond its code: entries the grading left out
+    (:func:`odd_entries`), and test cells it does not have, which the grading put back (a
+    student who deleted them, or pasted the code into a new notebook)."""
+    found = [f"flagged: {path} in the submission is {what}: left out of the grading"
+             for path, what in odd_entries(Path(notebook).parent).items()]
+    if notebook_problem(notebook) is None:  # (a FIFO would block the read)
+        with contextlib.suppress(Exception):  # not a notebook: reported elsewhere
+            have = {notebooks.grade_id(c) for c in notebooks.read(notebook).cells}
+            missing = [notebooks.grade_id(c) for c in notebooks.read(source).cells
+                       if notebooks.is_test(c) and notebooks.grade_id(c) not in have]
+            if missing:
+                found.append(f"flagged: the test cells {', '.join(missing)} are missing from "
+                             "the submission (put back and run by the grader)")
+    return found

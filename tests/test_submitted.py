@@ -140,10 +140,14 @@ def _edited(course, how):
         _cell(nb, "mul").metadata["nbgrader"] = "solution"
     elif how == "points":  # a stub's solution cell claims to be a 100-point test
         _cell(nb, "add").metadata.nbgrader.update(grade=True, points=100, locked=True)
+    elif how == "stripped":  # the code pasted into a new notebook: no nbgrader metadata
+        for cell in nb.cells:
+            cell.metadata.pop("nbgrader", None)
     return nb
 
 
-EDITS = {"dup-solution": 6, "dup-test": 6, "foreign": 6, "flags": 6, "points": 0}
+EDITS = {"dup-solution": 6, "dup-test": 6, "foreign": 6, "flags": 6, "points": 0,
+         "stripped": 6}
 
 
 @pytest.mark.slow
@@ -160,6 +164,11 @@ def test_edited_nbgrader_metadata_is_the_instructors_again(tiny_released, tmp_pa
                                      settings)
         got = {r.student: (r.score, r.max_score) for r in results}
         reasons = {r.student: r.reason for r in results}
+        # the instructor is told which test cells the grader had to put back
+        assert {r.student: r.status for r in results}["stripped"] == FLAGGED
+        assert reasons["stripped"] == ("flagged: the test cells test_add, test_mul, test_square "
+                                       "are missing from the submission (put back and run by "
+                                       "the grader)")
     else:
         course.autograde(ASSIGNMENT)
         grades = course.grades(ASSIGNMENT)
