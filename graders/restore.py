@@ -14,6 +14,9 @@ right after the nearest cell before it (in the instructor's order) that the subm
 has, with nbgrader's note that it was missing. Everything else ``OverwriteCells`` does (restore
 edited read-only cells, points, checksums) is unchanged. The course configuration uses it in
 place of ``OverwriteCells`` (``Autograde.sanitize_preprocessors``).
+
+:class:`CleanMetadata`, the first of those steps, gives every cell the instructor's nbgrader
+metadata for its grade_id, or none (copied, pasted and edited cells; its docstring).
 """
 
 from __future__ import annotations

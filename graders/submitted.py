@@ -37,9 +37,9 @@ def odd_entries(folder: Path) -> dict[str, str]:
     nor folders, by path relative to ``folder``: what each is (``"a symbolic link"``, ...)."""
     found: dict[str, str] = {}
     folder = Path(folder)
-    if not folder.is_dir() or folder.is_symlink():
+    if not folder.is_dir():
         return found
-    for root, dirs, files in os.walk(folder):  # does not follow links to folders
+    for root, dirs, files in os.walk(folder):  # follows no link below the folder itself
         for name in [*dirs, *files]:
             path = Path(root) / name
             try:
