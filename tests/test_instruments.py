@@ -114,6 +114,38 @@ def test_call_without_library_also_switches_off_aliases():
     assert train.train_one_epoch.__name__ == "train_one_epoch"
 
 
+_CONV_OPS = "aten::conv(olution|\\d|_transpose|_tbc|_depthwise)"
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, w: F.conv2d(x, w),
+    lambda x, w: torch.convolution(x, w, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1),
+    lambda x, w: F.conv_transpose2d(x, w.transpose(0, 1)),
+    lambda x, w: nn.functional.conv1d(x.flatten(2), w.flatten(2)),
+])
+def test_an_operation_pattern_switches_it_off_whatever_calls_it(call):
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with pytest.raises(AssertionError, match="by hand"):
+        ins.call_without_library([_CONV_OPS], "by hand", call, x, w)
+    call(x, w)  # on again afterwards
+    # what the task allows still runs: unfold and a matrix product
+    patches = ins.call_without_library([_CONV_OPS], "by hand", F.unfold, x, 3)
+    assert patches.shape == (1, 18, 9)
+
+
+def test_layer_calls_in_training_mode_with_weights():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2)).eval()
+    x = torch.randn(16, 4)
+    trained = ins.layer_calls(model, x, ("Linear", "Dropout"), training=True)
+    evaluated = ins.layer_calls(model, x, ("Linear", "Dropout"))
+    assert not model.training  # the mode it had
+    assert torch.equal(trained[0]["weight"], model[0].weight)
+    assert trained[1]["weight"] is None and trained[1]["bias"] is None  # dropout has none
+    assert not torch.equal(trained[1]["output"], trained[1]["input"])  # dropout dropped
+    assert torch.equal(evaluated[1]["output"], evaluated[1]["input"])
+
+
 def test_layer_calls_follow_the_forward_pass_in_eval_mode():
     torch.manual_seed(2)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
