@@ -128,3 +128,20 @@ def test_few_shot_mnist_and_loaders():
     again = next(iter(transfer.resnet_loaders(splits, batch_size=20, seed=3)["train"]))
     assert torch.equal(again[1], y)  # same seed, same order
     assert len(loaders["test"].dataset) == 1000
+
+
+def test_the_run_checks_count_the_epochs_of_the_budget_cell():
+    """03's run checks fix the epoch count themselves (a student's ``EPOCHS = 50`` after the
+    budget cell changes no check); it must stay the budget cell's ``EPOCHS``."""
+    from graders import notebooks
+    from graders.course import REPO_ROOT
+
+    nb = notebooks.read(REPO_ROOT / "source" / "03_transfer_learning" /
+                        "03_transfer_learning.ipynb")
+    budget = nb.cells[notebooks.cell_index(nb, "budget")].source
+    epochs = re.search(r"^EPOCHS = (\d+)$", budget, re.M).group(1)
+    fixed = {notebooks.grade_id(c): re.findall(r"^_EPOCHS = (\d+)", c.source, re.M)
+             for c in notebooks.test_cells(nb) if "EPOCHS" in c.source}
+    assert set(fixed) == {"test_feature_extraction_run", "test_finetune_run",
+                          "test_transfer_beats_scratch"}
+    assert all(found == [epochs] for found in fixed.values()), fixed
