@@ -101,9 +101,13 @@ class Unmoved(torch.Tensor):
     result computed from it too) until ``.to(device)`` or ``.cuda()`` moves it, which gives a
     plain tensor. Each use in a computation before that is logged in :data:`UNMOVED_USES`."""
 
+    # what reads a batch or changes only its type (``X.float().to(device)``: the result stays
+    # unmoved) is not a use
     _BENIGN = frozenset({"__get__", "__len__", "size", "dim", "numel", "__repr__", "__format__",
                          "__hash__", "__iter__", "__reduce_ex__", "__deepcopy__", "data_ptr",
-                         "is_floating_point", "cpu", "detach", "__setstate__"})
+                         "is_floating_point", "cpu", "detach", "__setstate__", "to", "type",
+                         "float", "double", "half", "bfloat16", "long", "int", "short",
+                         "contiguous"})
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -208,8 +212,11 @@ class SpySGD(torch.optim.SGD):
         super().zero_grad(set_to_none=set_to_none)
 
     def step(self, closure: Any = None) -> Any:
+        # logged once the update is done: a closure (``optimizer.step(closure)``, PyTorch's own
+        # pattern) runs the forward and backward passes inside the step
+        result = super().step(closure)
         self._events.append(("step",))
-        return super().step(closure)
+        return result
 
 
 # ------------------------------------------------------------ calls of a notebook's functions
@@ -288,6 +295,22 @@ def _parameter(module: torch.nn.Module, name: str) -> torch.Tensor | None:
     return _plain(value).detach().clone() if isinstance(value, torch.Tensor) else None
 
 
+def _recording(module: torch.nn.Module, forward: Callable[..., Any], record: dict[str, Any],
+               records: list[dict[str, Any]]) -> Callable[..., Any]:
+    """``forward`` that appends ``record``, completed with this call's weights, input and
+    output, to ``records`` once it returns."""
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        out = forward(*args, **kwargs)
+        records.append({**record, "weight": _parameter(module, "weight"),
+                        "bias": _parameter(module, "bias"),
+                        "input": _plain(args[0]).detach().clone() if args else None,
+                        "output": _plain(out).detach().clone()})
+        return out
+
+    return recorded
+
+
 @torch.no_grad()
 def layer_calls(
     model: torch.nn.Module, x: torch.Tensor, kinds: tuple[str, ...] = (), training: bool = False
@@ -298,7 +321,10 @@ def layer_calls(
     class it is or extends), "config" (in/out sizes, kernel, stride, padding ...), "has_bias",
     "weight" and "bias" (copies, None where the module has none), "input", "output"}``."""
     records: list[dict[str, Any]] = []
-    handles = []
+    # each selected module's forward is wrapped on the instance (not a forward hook): a model
+    # that calls its layers as ``self.conv1.forward(x)`` is recorded too (hooks run only
+    # through ``self.conv1(x)``)
+    wrapped: list[tuple[torch.nn.Module, Any]] = []
     for name, module in model.named_modules():
         kind = next((c.__name__ for c in type(module).__mro__
                      if c.__module__.startswith("torch.nn")), type(module).__name__)
@@ -306,23 +332,19 @@ def layer_calls(
         if (kinds and kind in kinds) or (not kinds and is_leaf):
             config = {a: _config_value(getattr(module, a)) for a in _CONFIG
                       if hasattr(module, a)}
-            has_bias = getattr(module, "bias", None) is not None
-
-            def hook(mod: Any, inp: Any, out: Any, name: str = name, kind: str = kind,
-                     config: dict = config, has_bias: bool = has_bias) -> None:
-                records.append({"name": name, "kind": kind, "config": config,
-                                "has_bias": has_bias, "weight": _parameter(mod, "weight"),
-                                "bias": _parameter(mod, "bias"),
-                                "input": _plain(inp[0]).detach().clone() if inp else None,
-                                "output": _plain(out).detach().clone()})
-
-            handles.append(module.register_forward_hook(hook))
+            record = {"name": name, "kind": kind, "config": config,
+                      "has_bias": getattr(module, "bias", None) is not None}
+            wrapped.append((module, module.__dict__.get("forward")))
+            module.forward = _recording(module, module.forward, record, records)
     was_training = model.training
     model.train(training)
     try:
         model(x)
     finally:
         model.train(was_training)
-        for h in handles:
-            h.remove()
+        for module, own in reversed(wrapped):
+            if own is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = own
     return records
