@@ -10,7 +10,14 @@ import pytest
 from tinycourse import ASSIGNMENT, POINTS, copy_course, submission, tiny_released
 
 from graders import notebooks, parallel, partial
-from graders.status import CRASHED, CRASHED_PARTIAL, GRADED, TIMED_OUT, TIMED_OUT_PARTIAL
+from graders.status import (
+    CRASHED,
+    CRASHED_PARTIAL,
+    FLAGGED,
+    GRADED,
+    TIMED_OUT,
+    TIMED_OUT_PARTIAL,
+)
 
 __all__ = ["tiny_released"]  # a fixture
 
@@ -125,8 +132,12 @@ def test_a_test_that_calls_an_endless_function_fails_alone(late):
 def test_a_slow_honest_cell_and_a_deleted_test_cell_lose_nothing(late):
     course, results = late
     for student in ("slow-but-honest", "deleted-test"):
-        assert results[student].status == GRADED, results[student]
+        # the deleted test cell is put back and run; the instructor is told which it was
+        want = GRADED if student == "slow-but-honest" else FLAGGED
+        assert results[student].status == want, results[student]
         assert course.grades(ASSIGNMENT)[student].score == sum(POINTS.values())
+    assert results["deleted-test"].reason.startswith("flagged: the test cells test_mul are "
+                                                     "missing from the submission")
 
 
 @pytest.mark.slow

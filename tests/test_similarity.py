@@ -148,6 +148,8 @@ def test_every_planted_copy_ranks_above_every_independent_pair(generated):
     cells = {f"alt-{v.name}": v.mutation.cell for v in mutations.load(ASSIGNMENT)}
     for name in planted():
         pair = cmp.pair(name, f"copy1-{name}")
+        if tiny(name, f"copy1-{name}") and pair is None:  # nothing left to share (see above)
+            continue
         assert max(pair.scores, key=pair.scores.get) == cells[name]
 
 
@@ -191,7 +193,8 @@ def test_html_shows_the_matching_regions_side_by_side(generated, tmp_path):
         if name not in planted():
             continue
         pair = cmp.pair(name, f"copy1-{name}")
-        if pair.overall < cmp.settings.threshold:  # tiny copied work (see the ranking test)
+        if pair is None or pair.overall < cmp.settings.threshold:  # tiny copied work (see the
+            # ranking test): its disguise can leave it nothing in common with the original
             assert min(cmp.students[name].kept_count(),
                        cmp.students[f"copy1-{name}"].kept_count()) < 10
             continue
