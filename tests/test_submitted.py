@@ -17,6 +17,7 @@ from graders import parallel, submitted
 from graders.status import FLAGGED, REFUSED
 
 __all__ = ["tiny_released"]  # a fixture
+pytestmark = pytest.mark.xdist_group("submitted")  # one worker computes the module's fixtures
 
 # prints every file of the kernel's folder (and below): what a link would have brought in
 _READ_ALL = """\
@@ -82,13 +83,39 @@ def _outputs(course, student):
     return "\n".join(json.dumps(c.get("outputs", [])) for c in nb.cells)
 
 
-@pytest.mark.slow
-def test_links_in_a_submission_gain_nothing_and_read_nothing(tiny_released, tmp_path):
-    course = copy_course(tiny_released, tmp_path / "course")
+@pytest.fixture(scope="module")
+def by_graders(tiny_released, tmp_path_factory):
+    """One ``graders autograde`` run of a class with every case of this module."""
+    course = copy_course(tiny_released, tmp_path_factory.mktemp("graders") / "course")
     _submit_linked_class(course)
+    for how in EDITS:
+        course.submit(how, ASSIGNMENT, _edited(course, how))
     settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
-    by = {r.student: r for r in results}
+    return course, {r.student: r for r in results}
+
+
+@pytest.fixture(scope="module")
+def by_nbgrader(tiny_released, tmp_path_factory):
+    """One plain ``nbgrader autograde`` run of a class with every case nbgrader can take (a
+    FIFO stops nbgrader's own copy)."""
+    course = copy_course(tiny_released, tmp_path_factory.mktemp("nbgrader") / "course")
+    stub = submission(course, unsolved=("add", "mul", "square"))
+    stub.cells.append(new_code_cell(_READ_ALL))
+    folder = course.submit("reader", ASSIGNMENT, stub).parent
+    (folder / "data").mkdir()
+    (folder / "data" / "mine.txt").write_text("my own data")
+    os.symlink("../../../gradebook.db", folder / "leak.db")
+    os.symlink(course.root / "gradebook.db", folder / "data" / "abs.db")
+    for how in EDITS:
+        course.submit(how, ASSIGNMENT, _edited(course, how))
+    course.autograde(ASSIGNMENT)
+    return course, course.grades(ASSIGNMENT)
+
+
+@pytest.mark.slow
+def test_links_in_a_submission_gain_nothing_and_read_nothing(by_graders):
+    course, by = by_graders
     assert by["linked"].status == REFUSED and "symbolic link" in by["linked"].reason
     assert by["linked"].score == 0
     reader = by["reader"]
@@ -103,16 +130,8 @@ def test_links_in_a_submission_gain_nothing_and_read_nothing(tiny_released, tmp_
 
 
 @pytest.mark.slow
-def test_plain_nbgrader_leaves_out_what_links_brought_in(tiny_released, tmp_path):
-    course = copy_course(tiny_released, tmp_path / "course")
-    stub = submission(course, unsolved=("add", "mul", "square"))
-    stub.cells.append(new_code_cell(_READ_ALL))
-    folder = course.submit("reader", ASSIGNMENT, stub).parent
-    (folder / "data").mkdir()
-    (folder / "data" / "mine.txt").write_text("my own data")
-    os.symlink("../../../gradebook.db", folder / "leak.db")
-    os.symlink(course.root / "gradebook.db", folder / "data" / "abs.db")
-    course.autograde(ASSIGNMENT, "reader")
+def test_plain_nbgrader_leaves_out_what_links_brought_in(by_nbgrader):
+    course, _ = by_nbgrader
     printed = _outputs(course, "reader")
     assert "my own data" in printed
     assert SECRET not in printed and "abs.db" not in printed
@@ -152,26 +171,15 @@ EDITS = {"dup-solution": 6, "dup-test": 6, "foreign": 6, "flags": 6, "points": 0
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", ["graders", "nbgrader"])
-def test_edited_nbgrader_metadata_is_the_instructors_again(tiny_released, tmp_path, runner):
+def test_edited_nbgrader_metadata_is_the_instructors_again(runner, request):
     """Copy and paste, cells from another notebook and edited flags neither crash the grading
     (a correct notebook scored 0) nor gain points: each cell gets the instructor's metadata."""
-    course = copy_course(tiny_released, tmp_path / "course")
-    for how in EDITS:
-        course.submit(how, ASSIGNMENT, _edited(course, how))
-    if runner == "graders":
-        settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
-        results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]),
-                                     settings)
-        got = {r.student: (r.score, r.max_score) for r in results}
-        reasons = {r.student: r.reason for r in results}
-        # the instructor is told which test cells the grader had to put back
-        assert {r.student: r.status for r in results}["stripped"] == FLAGGED
-        assert reasons["stripped"] == ("flagged: the test cells test_add, test_mul, test_square "
-                                       "are missing from the submission (put back and run by "
-                                       "the grader)")
-    else:
-        course.autograde(ASSIGNMENT)
-        grades = course.grades(ASSIGNMENT)
-        got = {s: (g.score, g.max_score) for s, g in grades.items()}
-        reasons = {}
+    _, grades = request.getfixturevalue(f"by_{runner}")
+    got = {how: (grades[how].score, grades[how].max_score) for how in EDITS}
+    reasons = {how: grades[how].reason for how in EDITS}
     assert got == {how: (score, 6) for how, score in EDITS.items()}, reasons
+    if runner == "graders":  # the instructor is told which test cells the grader put back
+        assert grades["stripped"].status == FLAGGED
+        assert reasons["stripped"] == (
+            "flagged: the test cells test_add, test_mul, test_square are missing from the "
+            "submission (put back and run by the grader)")
