@@ -346,7 +346,7 @@ def grade_in_scratch(
     seconds = 0.0
     env = worker_env(ctx, slot)
     run_env, on_cpu = env, False
-    first = ""  # how the first of two runs ended
+    first, first_points = "", {}  # how the first of two runs ended, what it earned
     for attempt in (1, 2):
         if attempt == 2:
             force_rmtree(scratch)
@@ -396,6 +396,7 @@ def grade_in_scratch(
         if not partial.worth_again(status, run.killed is not None, progress):
             break
         first = f"the first {status}: {reason}" if reason else f"the first {status}"
+        first_points = dict(progress.points)
     if on_cpu:
         reason = "; ".join(filter(None, [reason, GPU_RETRY]))
     elif attempt == 2 and status not in (GRADED, FLAGGED):
@@ -405,6 +406,9 @@ def grade_in_scratch(
     grade = job.grade(status, reason, seconds=seconds)
     if partial.is_partial(status) and not saved:  # nbgrader saved nothing: we keep the points
         grade.partial_points = progress.points
+    capped = partial.no_better_than(first_points, grade.partial_points or progress.points)
+    if attempt == 2 and capped != (grade.partial_points or progress.points):
+        grade.partial_points = capped  # a second run does not better the first's test cells
     return grade, scratch
 
 

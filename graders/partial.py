@@ -91,13 +91,21 @@ def worth_again(status: str, killed: bool, progress: Progress) -> bool:
     honest cell made slow by the load; a kernel that ignores the interrupt is the submission's
     doing). Load must not change a grade.
 
-    A crash after a test cell completed is final (``crashed (partial)``: the points earned so
-    far are kept): a second run would let a submission whose answers vary from run to run
-    crash on purpose when its own checks see a bad draw, and take the better of two."""
+    A kernel that died after a test cell completed is final (``crashed (partial)``: the points
+    earned so far are kept): a second run would let a submission whose answers vary from run to
+    run crash on purpose when its own checks see a bad draw, and take the better of two. (A
+    second run also never raises the points of a test cell the first completed:
+    :func:`no_better_than`.)"""
     if status in (CRASHED, CRASHED_PARTIAL) and not killed and not progress.stopped_by_time:
-        return not progress.points
+        return not (progress.stopped and progress.points)
     slow = bool(progress.timeouts) and not progress.stopped_by_time
     return slow and status in (GRADED, TIMED_OUT, TIMED_OUT_PARTIAL) and machine_busy()
+
+
+def no_better_than(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    """The points of a second run (``second``, per test cell), none above what the first run
+    earned in the test cells it completed (``first``)."""
+    return {gid: min(points, first.get(gid, points)) for gid, points in second.items()}
 
 
 def machine_busy() -> bool:

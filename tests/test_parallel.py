@@ -226,6 +226,22 @@ def test_parallel_grading_equals_serial_nbgrader(tiny_released, tmp_path):
     assert not course.autograded_path("corrupt", ASSIGNMENT).exists()
 
 
+def _phase_values(monkeypatch, phase: str, key: str) -> list:
+    """A list that each grading run of the test fills with ``key`` of its progress log's
+    ``phase`` events (read once the run is over)."""
+    values: list = []
+    run_limited = runner.run_limited
+
+    def watched(cmd, cwd, env, *args, **kwargs):
+        run = run_limited(cmd, cwd, env, *args, **kwargs)
+        events = ProgressLog.read(Path(env[ENV_PROGRESS]))
+        values.extend(e.get(key) for e in events if e.get("phase") == phase)
+        return run
+
+    monkeypatch.setattr(runner, "run_limited", watched)
+    return values
+
+
 @pytest.mark.slow
 def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
     tiny_released, tmp_path, monkeypatch
@@ -246,16 +262,7 @@ def test_each_worker_gets_its_thread_share_and_gpu_in_the_kernel(
         course.submit(student, ASSIGNMENT, nb)
     monkeypatch.setattr(parallel, "gpu_ids", lambda: ["5", "7"])
     monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
-    trusted = []
-    run_limited = runner.run_limited
-
-    def watched(cmd, cwd, env, *args, **kwargs):
-        run = run_limited(cmd, cwd, env, *args, **kwargs)
-        events = ProgressLog.read(Path(env[ENV_PROGRESS]))
-        trusted.extend(e.get("threads") for e in events if e.get("phase") == "begin")
-        return run
-
-    monkeypatch.setattr(runner, "run_limited", watched)
+    trusted = _phase_values(monkeypatch, "begin", "threads")
     settings = parallel.Settings(workers=2, gpu_workers=1, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
     assert [r.status for r in results] == [GRADED, GRADED]
@@ -282,16 +289,7 @@ def test_one_worker_adopts_a_kernel_started_ahead_from_its_second_notebook_on(
     course = copy_course(tiny_released, tmp_path / "ahead")
     for student in ("a1", "a2", "a3"):
         course.submit(student, ASSIGNMENT, submission(course))
-    adopted = []
-    run_limited = runner.run_limited
-
-    def watched(cmd, cwd, env, *args, **kwargs):
-        run = run_limited(cmd, cwd, env, *args, **kwargs)
-        events = ProgressLog.read(Path(env[ENV_PROGRESS]))
-        adopted.extend(e.get("adopted") for e in events if e.get("phase") == "kernel")
-        return run
-
-    monkeypatch.setattr(runner, "run_limited", watched)
+    adopted = _phase_values(monkeypatch, "kernel", "adopted")
     settings = parallel.Settings(workers=1, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
     assert [r.status for r in results] == [GRADED] * 3

@@ -183,3 +183,10 @@ def test_plain_nbgrader_grading_again_clears_the_status_the_tool_kept(tiny_relea
         assert set(kept_status.stored(engine, ASSIGNMENT)) == {"other"}
     finally:
         engine.dispose()
+
+
+def test_a_second_run_never_betters_a_test_cell_the_first_completed():
+    first = {"t1": 1.0, "t2": 0.0}  # t3 never completed in the first run
+    second = {"t1": 1.0, "t2": 2.0, "t3": 3.0}
+    assert partial.no_better_than(first, second) == {"t1": 1.0, "t2": 0.0, "t3": 3.0}
+    assert partial.no_better_than({}, second) == second

@@ -505,11 +505,9 @@ class VerdictExecute(Execute):
         return self.nb, self.resources
 
     def _leave_out_links(self, resources: Any) -> None:
-        """What nbgrader copied into the kernel's folder from the submission's links and
-        special files (it copies what a link points to, :mod:`graders.submitted`) is removed
-        before the kernel starts; a notebook that is itself a link is not graded. (``graders
-        autograde`` copies submissions without them; this covers plain ``nbgrader autograde``
-        and the formgrader.)"""
+        """What nbgrader copied into the kernel's folder through the submission's links and
+        special files (:mod:`graders.submitted`) goes before the kernel starts; a linked notebook
+        is not graded. (``graders autograde`` never copies them: this is for plain nbgrader.)"""
         from nbgrader.coursedir import CourseDirectory
 
         from graders import submitted
