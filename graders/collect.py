@@ -57,11 +57,12 @@ from typing import TYPE_CHECKING
 import nbformat
 
 from graders import notebooks
+from graders.submitted import MAX_FILE_BYTES
 
 if TYPE_CHECKING:
     from graders.course import Course
 
-MAX_BYTES = 100 * 1024 * 1024  # nbgrader's own CourseDirectory.max_file_size
+MAX_BYTES = MAX_FILE_BYTES  # nbgrader's own CourseDirectory.max_file_size
 JUNK = {"__MACOSX", ".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "desktop.ini"}
 MOODLE_DIR = re.compile(r"^(?P<name>.+)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z]+)_?$")
 CANVAS_FILE = re.compile(r"^(?P<name>[a-z0-9]+)_(?:late_)?(?P<uid>\d+)_(?P<sid>\d+)_(?P<file>.+)$",
@@ -421,7 +422,8 @@ def _write(submitted: Path, c: Candidate) -> Outcome:
 def _put(submitted: Path, c: Candidate) -> Outcome:
     origin, exact = c.entry.origin, c.filename == f"{c.assignment}.ipynb"
     if c.entry.size > MAX_BYTES:
-        return Outcome(REFUSED, origin, c.student, c.assignment, "larger than 100 MB")
+        return Outcome(REFUSED, origin, c.student, c.assignment,
+                       "larger than 100 MB: clear its outputs, save it and submit it again")
     data = _read(c.entry)
     nb, why = parse_notebook(data)
     if nb is None:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders import gradebook, merge, partial, prestart, runner, scan, shards, submitted
+from graders import gradebook, merge, partial, prestart, runner, shards, submitted
 from graders.course import GRADING_FOLDER, REPO_ROOT, Course, nbgrader_env
 from graders.gradebook import SubmissionGrade
 from graders.resources import (
@@ -428,15 +428,11 @@ def record(
     if result.partial_points is not None:  # stopped before nbgrader saved anything
         with contextlib.suppress(Exception):
             gradebook.set_auto_scores(private, a, student, result.partial_points)
-    # the static scan's findings: the submission is graded as usual and flagged for review
+    # what to review (left out, put back, the static scan's findings): graded as usual, flagged
     path = course.submission_path(student, a)
     merge.record_submission(
-        private, course.db_url, result,
-        lambda: [*submitted.flags(path, course.source_path(a)),
-                 *([] if submitted.notebook_problem(path) else  # a FIFO would block the read
-                   [str(f) for f in scan.scan_submission(path, course.source_path(a))])],
-        order,
-    )
+        private, course.db_url, result, lambda: submitted.flags(path, course.source_path(a)),
+        order)
     src = in_scratch(course, scratch, "autograded", student, a)
     dst = course.folder("autograded", student, a)
     force_rmtree(dst)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from graders.status import CRASHED, CRASHED_PARTIAL, GRADED, TIMED_OUT, TIMED_OUT_PARTIAL
 from graders.verdict.execute import ProgressLog
+from graders.verdict.outputs import MAX_MESSAGE_BYTES, MIB
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Progress:
     stopped_by_time: bool = False  # ... because the kernel ignored an interrupt at a time limit
     timeouts: list[tuple[str, float]] = field(default_factory=list)  # (cell, seconds)
     begun: bool = False  # the kernel and its grading agent answer: the run is past its start
+    output_cut: list[tuple[str, int]] = field(default_factory=list)  # (cell, bytes left out)
+    output_lost: str | None = None  # the cell whose output closed the output channel
 
     @classmethod
     def read(cls, path: Path) -> Progress:
@@ -49,6 +52,10 @@ class Progress:
                 progress.points[event["test"]] = float(event["points"])
             if isinstance(event.get("timeout"), str):
                 progress.timeouts.append((event["timeout"], float(event.get("seconds") or 0)))
+            if isinstance(event.get("done"), str) and isinstance(event.get("output_cut"), int):
+                progress.output_cut.append((event["done"], event["output_cut"]))
+            if isinstance(event.get("done"), str) and event.get("output_lost") is True:
+                progress.output_lost = event["done"]
             if isinstance(event.get("stopped"), str):
                 progress.stopped = event["stopped"]
                 progress.stopped_by_time = event.get("kind") == "timeout"
@@ -58,6 +65,15 @@ class Progress:
 def _kept(progress: Progress) -> str:
     n = len(progress.points)
     return f"{n} test cell{'s' if n != 1 else ''} before it kept"
+
+
+def _output_note(progress: Progress) -> str:
+    """What the graded notebook left out of the cells' output (graders.verdict.outputs)."""
+    cut = ", ".join(f"{cell} ({n / MIB:.1f} MiB)" for cell, n in progress.output_cut if n)
+    notes = [f"output past the limit left out: {cut}" if cut else "",
+             f"output channel closed by an output over {MAX_MESSAGE_BYTES // MIB} MiB at "
+             f"{progress.output_lost}" if progress.output_lost else ""]
+    return "; ".join(filter(None, notes))
 
 
 def outcome(status: str, reason: str, progress: Progress, killed: bool) -> tuple[str, str]:
@@ -70,8 +86,9 @@ def outcome(status: str, reason: str, progress: Progress, killed: bool) -> tuple
             return (TIMED_OUT if progress.stopped_by_time else CRASHED), progress.stopped
         partial = TIMED_OUT_PARTIAL if progress.stopped_by_time else CRASHED_PARTIAL
         return partial, f"{progress.stopped}; later test cells score 0"
-    if status == GRADED and timeouts:
-        return GRADED, f"interrupted at the cell limit: {timeouts}"
+    if status == GRADED and (timeouts or progress.output_cut or progress.output_lost):
+        return GRADED, "; ".join(filter(None, [
+            timeouts and f"interrupted at the cell limit: {timeouts}", _output_note(progress)]))
     if killed and status in (TIMED_OUT, CRASHED) and progress.points:
         partial = TIMED_OUT_PARTIAL if status == TIMED_OUT else CRASHED_PARTIAL
         where = f" at cell {progress.running}" if progress.running else ""

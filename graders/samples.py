@@ -28,6 +28,9 @@ an attack to the first code solution cell (or a cell at the end).
 ``stuck-late``       the same in its last solution cell: ``timed out (partial)``, the test
                      cells before it keep their points
 ``membomb``          ignores SIGINT and allocates memory until killed: ``crashed``
+``flood``            prints 256 MiB in its first task (the grading process once kept all of
+                     it): full marks, ``graded``; the graded notebook keeps a few MiB and says
+                     what it left out
 ``snoop``            looks for ``gradebook.db`` and ``source/`` at every path it can guess (the
                      course's and the repository's included) and prints the hidden tests it
                      finds: ``graded``, full marks; sandboxed it finds nothing
@@ -186,11 +189,13 @@ def build(course: Course, assignment: str, mutants: bool = True) -> list[Sample]
 
 
 # ------------------------------------------------------------------------- adversarial students
-ADVERSARIAL_STUDENTS = ("endless", "stuck-late", "membomb", "snoop", "network", "escape",
-                        "diskfill")
+ADVERSARIAL_STUDENTS = ("endless", "stuck-late", "membomb", "flood", "snoop", "network",
+                        "escape", "diskfill")
 HOSTILE_STUDENTS = ("hide-errors", "patch-helpers", "read-back")
 #: Where the ``network`` student tries to go beyond the machine (a public DNS resolver).
 OUTSIDE_ADDRESS = ("1.1.1.1", 53)
+
+FLOOD_MB = 256
 
 _ENDLESS = """\
 import signal as _signal
@@ -208,6 +213,14 @@ while True:
         _hog.append(b"x" * (32 << 20))
     except MemoryError:
         pass
+"""
+
+_FLOOD = """\
+import sys as _sys
+for _line in range(FLOOD_MB):
+    _sys.stdout.write("flood! " * 149796 + "\\n")  # 1 MiB a line, each sent at once
+    _sys.stdout.flush()
+del _sys, _line
 """
 
 _SNOOP = """\
@@ -355,6 +368,11 @@ def adversarial(
             "ignores SIGINT and allocates memory until killed",
             processed=False,
             status="crashed",
+        ),
+        Sample(
+            "flood",
+            _with_attack(course, assignment, _FLOOD.replace("FLOOD_MB", str(FLOOD_MB))),
+            f"prints {FLOOD_MB} MiB in its first task, then goes on as the reference",
         ),
         Sample(
             "snoop",

@@ -119,6 +119,17 @@ def test_every_adversarial_sample_gets_its_status_and_score(run):
         assert results["diskfill"].reason == f"wrote more than {DISK_MB} MiB (disk limit)"
 
 
+def test_a_flood_of_output_is_left_out_and_graded_in_full(run):
+    """256 MiB printed: the grading process keeps a few MiB of it (before, it kept everything
+    and the memory limit killed the grading), and the reason says what was left out."""
+    course, _, results, _, _ = run
+    assert "output" in results["flood"].reason and "left out" in results["flood"].reason \
+        or "output channel closed" in results["flood"].reason, results["flood"].reason
+    assert course.autograded_path("flood", ASSIGNMENT).stat().st_size < 20 * 2**20
+    outputs = _outputs(course, "flood")
+    assert "graders: " in outputs and "flood! flood!" in outputs or "output channel" in outputs
+
+
 def test_limits_stop_endless_and_membomb_in_bounded_time(run):
     _, _, results, _, _ = run
     # the cell is interrupted at CELL_TIMEOUT, the kernel given up a few seconds later; on a

@@ -77,6 +77,17 @@ def test_outcome(tmp_path, status, killed, events, expected):
         assert reason == "why at cell x; 1 test cell before it kept"
 
 
+def test_a_graded_run_says_what_output_it_left_out(tmp_path):
+    p = _events(tmp_path, {"done": "a", "seconds": 1, "output_cut": 3 * 2**20},
+                {"done": "b", "seconds": 1}, {"done": "c", "seconds": 1, "output_lost": True},
+                {"timeout": "d", "seconds": 4})
+    assert p.output_cut == [("a", 3 * 2**20)] and p.output_lost == "c"
+    status, reason = partial.outcome(GRADED, "", p, False)
+    assert status == GRADED
+    assert reason == ("interrupted at the cell limit: d (4 s); output past the limit left out: "
+                      "a (3.0 MiB); output channel closed by an output over 16 MiB at c")
+
+
 # ------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def late(tiny_released, tmp_path_factory):

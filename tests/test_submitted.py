@@ -63,6 +63,42 @@ def test_odd_entries_are_found_without_following_links_and_left_out_of_a_copy(tm
     assert submitted.notebook_problem(src / "absent.ipynb") is None  # missing: said elsewhere
 
 
+def test_files_past_the_size_limits_are_left_out_and_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(submitted, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(submitted, "MAX_FOLDER_BYTES", 2500)
+    monkeypatch.setattr(submitted, "MAX_ENTRIES", 12)
+    src = tmp_path / "sub"
+    (src / "data").mkdir(parents=True)
+    (src / "z.ipynb").write_bytes(b"n" * 900)  # notebooks at the top count first
+    for name in ("a.bin", "b.bin"):
+        (src / "data" / name).write_bytes(b"d" * 900)
+    with open(src / "data" / "huge.bin", "wb") as fh:
+        fh.truncate(10**12)  # sparse: nothing is written, nothing may be read or copied
+    (src / "many").mkdir()
+    for i in range(10):
+        (src / "many" / f"{i}.txt").write_text("x")
+    left_out = submitted.odd_entries(src)
+    assert left_out["data/huge.bin"] == "a file of 1,000,000 MB, over the 1 kB limit for one file"
+    assert left_out["data/b.bin"].startswith("a file past the 2 kB")
+    assert "data/a.bin" not in left_out and "z.ipynb" not in left_out
+    # entries: z.ipynb, data, many, data's 3 files, many/0.txt ... many/5.txt: 12
+    assert [p for p in left_out if p.startswith("many/")] == [f"many/{i}.txt" for i in range(6, 10)]
+    assert all("one entry too many" in left_out[f"many/{i}.txt"] for i in range(6, 10))
+    submitted.copy_folder(src, tmp_path / "copy")
+    assert sorted(p.relative_to(tmp_path / "copy").as_posix() for p in
+                  (tmp_path / "copy").rglob("*") if p.is_file()) == [
+        "data/a.bin", *[f"many/{i}.txt" for i in range(6)], "z.ipynb"]
+    flags = submitted.flags(src / "z.ipynb", tmp_path / "none.ipynb")
+    assert len(flags) == submitted.FLAGGED_ENTRIES + 1 and flags[-1] == (
+        f"flagged: {len(left_out) - submitted.FLAGGED_ENTRIES} more entries in the submission "
+        "were left out of the grading")
+    with open(src / "big.ipynb", "wb") as fh:
+        fh.truncate(5000)
+    assert submitted.notebook_problem(src / "big.ipynb") == (
+        "big.ipynb is 5 kB, over the 1 kB limit: clear its outputs (Kernel > Restart Kernel "
+        "and Clear All Outputs), save it and submit it again")
+
+
 def _submit_linked_class(course):
     """A notebook that is a link to the instructor's, a stub that reads what links bring in,
     and a correct notebook beside a FIFO and a dangling link."""
@@ -76,6 +112,14 @@ def _submit_linked_class(course):
     correct = course.submit("honest", ASSIGNMENT, submission(course)).parent
     os.mkfifo(correct / "pipe")
     os.symlink("nowhere", correct / "dangling")
+    # sizes: a correct notebook beside a 1 TB (sparse) file; a notebook over the limit
+    huge = course.submit("huge-file", ASSIGNMENT, submission(course)).parent
+    with open(huge / "weights.bin", "wb") as fh:
+        fh.truncate(10**12)
+    big = course.submission_path("huge-notebook", ASSIGNMENT)
+    big.parent.mkdir(parents=True)
+    with open(big, "wb") as fh:
+        fh.truncate(submitted.MAX_FILE_BYTES + 1)
 
 
 def _outputs(course, student):
@@ -127,6 +171,18 @@ def test_links_in_a_submission_gain_nothing_and_read_nothing(by_graders):
     assert SECRET not in printed and "leak.db" not in printed
     assert not (course.folder("autograded", "reader", ASSIGNMENT) / "leak.db").exists()
     assert by["honest"].score == 6 and by["honest"].status == FLAGGED  # flagged, not failed
+
+
+@pytest.mark.slow
+def test_a_submission_too_large_is_refused_or_left_out_with_a_reason(by_graders):
+    course, by = by_graders
+    assert by["huge-notebook"].status == REFUSED, by["huge-notebook"]
+    assert "over the 102 MB limit: clear its outputs" in by["huge-notebook"].reason
+    huge = by["huge-file"]
+    assert (huge.score, huge.status) == (6, FLAGGED), huge.reason
+    assert huge.flags == ["flagged: weights.bin in the submission is a file of 1,000,000 MB, "
+                          "over the 102 MB limit for one file: left out of the grading"]
+    assert not (course.folder("autograded", "huge-file", ASSIGNMENT) / "weights.bin").exists()
 
 
 @pytest.mark.slow

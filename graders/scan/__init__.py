@@ -140,8 +140,11 @@ def scan_notebook(nb: NotebookNode, locked: Collection[str] = ()) -> list[Findin
     return scan.result()
 
 
-def scan_submission(path: str | Path, source_path: str | Path) -> list[Finding]:
-    """Findings in a submitted notebook, read as nbgrader will grade it.
+def scan_submission(
+    path: str | Path | NotebookNode, source_path: str | Path | NotebookNode
+) -> list[Finding]:
+    """Findings in a submitted notebook (a path, or the notebook read), read as nbgrader will
+    grade it; ``source_path``: the instructor's notebook (a path, or the notebook read).
 
     As nbgrader's ``OverwriteCells`` does, every cell the source notebook tracks gets its cell
     type back (a solution cell turned into markdown runs as code) and the locked cells get
@@ -149,12 +152,13 @@ def scan_submission(path: str | Path, source_path: str | Path) -> list[Finding]:
     notebook gives no findings: other code reports it.
     """
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = path if isinstance(path, NotebookNode) else nbformat.read(str(path), as_version=4)
     except Exception:  # noqa: BLE001 - not JSON, not a notebook, unreadable: reported elsewhere
         return []
     if not isinstance(nb, NotebookNode) or not isinstance(nb.get("cells"), list):
         return []
-    source_nb = nbformat.read(str(source_path), as_version=4)
+    source_nb = (source_path if isinstance(source_path, NotebookNode)
+                 else nbformat.read(str(source_path), as_version=4))
     locked = locked_ids(source_nb)
     tracked = {grade_id(c): c for c in source_nb.cells if grade_id(c)}
     nb = copy.deepcopy(nb)

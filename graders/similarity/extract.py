@@ -19,12 +19,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graders.submitted import MAX_FILE_BYTES
+
 #: the task of code cells a student added to the notebook
 ADDED = "(added cells)"
 #: characters of one cell that are compared at most
 MAX_CELL_CHARS = 100_000
 #: a notebook file larger than this is not read (collect refuses larger ones anyway)
-MAX_NOTEBOOK_BYTES = 100 * 1024 * 1024
+MAX_NOTEBOOK_BYTES = MAX_FILE_BYTES
 #: what separates the student's added cells in the text of :data:`ADDED`
 CELL_SEPARATOR = "\n\n"
 

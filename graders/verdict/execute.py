@@ -36,6 +36,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Enum, List, Unicode, default
 
 from graders import syntax
+from graders.verdict.outputs import BoundedOutputs
 from graders.verdict.remote import HELLO_TIMEOUT_S, Bridge, BridgeBroken
 from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, TrustedRunner
 
@@ -268,6 +269,11 @@ def _points(cell: NotebookNode) -> float:
     return float(cell.get("metadata", {}).get("nbgrader", {}).get("points", 0) or 0)
 
 
+def _cut(client: NotebookClient, cell: NotebookNode, index: int) -> dict[str, Any]:
+    report = getattr(client, "output_report", None)  # (BoundedOutputs)
+    return report(cell, index) if report else {}
+
+
 def _timed_out(cell: NotebookNode) -> bool:
     return any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError"
                for o in cell.get("outputs", []))
@@ -408,7 +414,8 @@ def run_cells(
                         "error", ename="CellTimeoutError", evalue=f"ran past {timeout:g} s",
                         traceback=[f"CellTimeoutError: the cell ran past {timeout:g} s"]))
                 if cell.cell_type == "code":
-                    progress.write(done=label, seconds=round(time.monotonic() - start, 3))
+                    progress.write(done=label, seconds=round(time.monotonic() - start, 3),
+                                   **_cut(client, cell, index))
                 if not stopped and _timed_out(cell):
                     progress.write(timeout=label, seconds=round(time.monotonic() - start, 1))
                     if not _responsive(client):
@@ -438,7 +445,7 @@ def _forget_kept_status(resources: Any) -> None:
             kept_status.set_status(info["db_url"], info["assignment"], info["student"], GRADED)
 
 
-class VerdictExecute(Execute):
+class VerdictExecute(BoundedOutputs, Execute):
     """nbgrader's ``Execute`` with test cells run on the trusted side (see the module
     docstring). Test code and setup cells come from the gradebook."""
 
@@ -483,7 +490,9 @@ class VerdictExecute(Execute):
             _forget_kept_status(resources)
         progress = ProgressLog(os.environ.get(ENV_PROGRESS))
         progress.write(phase="begin", threads=_torch_threads())
-        self._leave_out_links(resources)
+        from graders import submitted  # plain nbgrader copied a submission's links: undo that
+
+        submitted.leave_out_of_kernel_folder(self.config, resources, self.log)
         tests, setup = self._definitions(resources)
         adopted = km is None and self._adopt(nb, resources)
         NotebookClient.__init__(self, nb, adopted or km)
@@ -503,33 +512,6 @@ class VerdictExecute(Execute):
         progress.write(phase="shutdown")
         self.set_widgets_metadata()
         return self.nb, self.resources
-
-    def _leave_out_links(self, resources: Any) -> None:
-        """What nbgrader copied into the kernel's folder through the submission's links and
-        special files (:mod:`graders.submitted`) goes before the kernel starts; a linked notebook
-        is not graded. (``graders autograde`` never copies them: this is for plain nbgrader.)"""
-        from nbgrader.coursedir import CourseDirectory
-
-        from graders import submitted
-
-        ids = (resources or {}).get("nbgrader") or {}
-        kernel_folder = ((resources or {}).get("metadata") or {}).get("path")
-        if not (ids.get("student") and ids.get("assignment") and kernel_folder):
-            return
-        coursedir = CourseDirectory(config=self.config)
-        folder = Path(coursedir.format_path(coursedir.submitted_directory, ids["student"],
-                                            ids["assignment"]))
-        problem = submitted.notebook_problem(folder / f"{ids.get('notebook')}.ipynb")
-        if problem:
-            raise RuntimeError(problem)
-        for relative, what in submitted.odd_entries(folder).items():
-            copy = Path(kernel_folder) / relative
-            self.log.warning("left out %s: %s in the submission", relative, what)
-            if copy.is_dir() and not copy.is_symlink():
-                shutil.rmtree(copy, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    copy.unlink()
 
     def _adopt(self, nb: NotebookNode, resources: Any) -> Any | None:
         """The sandboxed kernel started ahead for this notebook (:mod:`graders.prestart`), when
@@ -583,7 +565,7 @@ def execute(
         if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")
     }
     setup = [c.source for c in nb.cells if _grade_id(c) in setup_cells]
-    client = NotebookClient(
+    client = BoundedOutputs(
         nb,
         timeout=timeout,
         kernel_name="python3",
