@@ -128,10 +128,12 @@ class SubmissionGrade:
 
     def add_flags(self, flags: Iterable[str]) -> SubmissionGrade:
         """Add the scan's findings; a graded submission becomes ``flagged`` with the first
-        flag as its reason (other statuses say more and stay). Returns ``self``."""
+        flag as its reason (then its note, if any; other statuses say more and stay). Returns
+        ``self``."""
         self.flags += [f for f in flags if f not in self.flags]
-        if self.flags and self.status == GRADED:
-            self.status, self.reason = FLAGGED, self.flags[0]
+        if self.flags and self.status == GRADED:  # a note of the run stays after the flag
+            self.status, self.reason = FLAGGED, "; ".join(filter(None, [self.flags[0],
+                                                                       self.reason]))
         return self
 
 
@@ -199,7 +201,11 @@ def _cells(
 
 def _with_status(grade: SubmissionGrade, stored: dict[str, tuple[str, str]]) -> SubmissionGrade:
     if grade.student in stored:
-        grade.status, grade.reason = stored[grade.student]
+        status, reason = stored[grade.student]
+        if status == GRADED:  # a note of the run; its flags (if any) still make it flagged
+            grade.reason = "; ".join(filter(None, [grade.reason, reason]))
+        else:
+            grade.status, grade.reason = status, reason
     return grade
 
 

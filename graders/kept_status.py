@@ -17,8 +17,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from graders.status import FLAGGED, GRADED
 
-#: The last ``graders autograde`` status of a submission that was not plainly graded or flagged
-#: (one row per assignment and student; none: nbgrader's rows say it all).
+#: The last ``graders autograde`` status of a submission that was not plainly graded or flagged,
+#: or the note of a graded run (status ``graded``, read with the flags of a flagged one); one row
+#: per assignment and student, none where nbgrader's rows say it all.
 TABLE = Table(
     "graders_status", MetaData(),
     Column("assignment", String(128), primary_key=True),
@@ -45,9 +46,11 @@ def forget(engine: Engine, students: Iterable[str]) -> None:
             conn.execute(TABLE.delete().where(TABLE.c.student.in_(students)))
 
 
-def keeps(status: str) -> bool:
-    """Whether a status is kept here: any but graded and flagged (nbgrader's rows say those)."""
-    return status not in (GRADED, FLAGGED)
+def keeps(status: str, reason: str = "") -> bool:
+    """Whether a status is kept here: any but graded and flagged (nbgrader's rows say those),
+    and graded with a reason (a note of the run: "graded on a second run", "output past the
+    limit left out", ...)."""
+    return status not in (GRADED, FLAGGED) or (status == GRADED and bool(reason))
 
 
 def has_table(bind: Engine | Connection) -> bool:
@@ -65,21 +68,20 @@ def ensure_table(engine: Engine) -> None:
 
 
 def write(conn: Connection, assignment: str, student: str, status: str, reason: str = "") -> None:
-    """In ``conn``'s transaction (the table exists): graded and flagged keep nothing, any other
-    status replaces what was kept."""
+    """In ``conn``'s transaction (the table exists): what :func:`keeps` keeps replaces what was
+    kept; anything else clears it."""
     mine = (TABLE.c.assignment == assignment) & (TABLE.c.student == student)
     conn.execute(TABLE.delete().where(mine))
-    if keeps(status):
+    if keeps(status, reason):
         conn.execute(TABLE.insert().values(assignment=assignment, student=student,
                                            status=status, reason=reason[:1024]))
 
 
 def set_status(db_url: str, assignment: str, student: str, status: str, reason: str = "") -> None:
-    """Keep the status of ``student``'s last grading of ``assignment``: graded and flagged keep
-    nothing (nbgrader's rows say it), any other status replaces what was kept."""
+    """Keep the status of ``student``'s last grading of ``assignment`` as :func:`write` does."""
     engine = create_engine(db_url)
     try:
-        if keeps(status):
+        if keeps(status, reason):
             ensure_table(engine)
         elif not has_table(engine):
             return

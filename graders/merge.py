@@ -51,6 +51,7 @@ from graders.gradebook import (
     _graded_cells,
     _mark_flags,
 )
+from graders.status import FLAGGED, GRADED
 
 __all__ = ["copy_submission", "make_worker_gradebook", "record_submission"]
 
@@ -351,8 +352,9 @@ def record_submission(
     result = _read_submission(src_url, a, student)
     flags = list(scan()) if result is not None else []
     before = dataclasses.replace(grade, flags=list(grade.flags), cells=dict(grade.cells))
+    note = grade.reason if grade.status == GRADED else ""  # kept as such if flags come
     with _session(dst_url) as db:
-        if kept_status.keeps(grade.status):  # its table must exist
+        if kept_status.keeps(grade.status, grade.reason):  # its table must exist
             kept_status.ensure_table(db.get_bind())
         try:
             if result is not None:
@@ -364,7 +366,8 @@ def record_submission(
                 grade.add_flags(flags)
             connection = db.connection()
             if kept_status.has_table(connection):
-                kept_status.write(connection, a, student, grade.status, grade.reason)
+                kept = (GRADED, note) if grade.status == FLAGGED else (grade.status, grade.reason)
+                kept_status.write(connection, a, student, *kept)
             db.commit()
         except BaseException:
             db.rollback()

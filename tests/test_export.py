@@ -159,6 +159,17 @@ def test_a_status_nbgrader_has_no_column_for_reaches_the_export(gradebook_url, t
     assert gradebook.read_grades(url, "a1")["cat"].status == "timed out (partial)"
     kept_status.set_status(url, "a1", "cat", "flagged", "flagged: ...")  # graded again: cleared
     assert gradebook.read_grades(url, "a1")["cat"].status == "graded"
+    # a note of a graded run is kept and read back, after the flags of a flagged one
+    note = "graded on a second run (the first crashed)"
+    kept_status.set_status(url, "a1", "cat", "graded", note)
+    assert (gradebook.read_grades(url, "a1")["cat"].status,
+            gradebook.read_grades(url, "a1")["cat"].reason) == ("graded", note)
+    gradebook.set_flags(url, "a1", "cat", ["flagged: reads In"])
+    cat = gradebook.read_grades(url, "a1")["cat"]
+    assert (cat.status, cat.reason) == ("flagged", f"flagged: reads In; {note}")
+    gradebook.set_flags(url, "a1", "cat", [])
+    kept_status.set_status(url, "a1", "cat", "graded")  # graded again without a note: cleared
+    assert gradebook.read_grades(url, "a1")["cat"].reason == ""
     gradebook.remove_students(url, ["dan"])
     assert all(r.student != "dan" for r in read_gradebook(url))
     from nbgrader.api import Gradebook
