@@ -402,3 +402,19 @@ def test_number_and_str_subclasses_arrive_as_plain_values():
     back = wire.decode(head, buffers, lambda h: pytest.fail("no refs"))
     assert [type(v) for v in back] == [float, str, np.float32] and back[0] != 3.0
     assert made == []
+
+
+def test_other_numbers_arrive_as_the_plain_value_they_convert_to():
+    """A right answer of an odd numeric type (a Fraction, a Decimal) is data, not a proxy that
+    compares by identity; a number whose conversion fails is an error, not a proxy."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    class Broken(Fraction):
+        def __float__(self):
+            raise ValueError("no")
+
+    assert _roundtrip([Fraction(3, 2), Decimal("2.5"), Fraction(4, 2)]) == [1.5, 2.5, 2.0]
+    assert [type(v) for v in _roundtrip([Fraction(1, 3), Decimal(1)])] == [float, float]
+    with pytest.raises(wire.WireError, match="Broken that does not convert to float"):
+        wire.encode(Broken(1, 3), lambda o: pytest.fail("no proxy"))
