@@ -112,7 +112,9 @@ def test_every_adversarial_sample_gets_its_status_and_score(run):
             assert not course.autograded_path(sample.student, ASSIGNMENT).exists()
     assert results["network"].reason.startswith("flagged: ")
     assert "socket" in results["network"].reason
-    assert "per-cell limit" in results["endless"].reason
+    # the per-cell limit gives it up; on a busy machine its wall-clock limit may come first
+    assert ("per-cell limit" in results["endless"].reason
+            or "notebook limit" in results["endless"].reason), results["endless"].reason
     assert "cell square ran past" in results["stuck-late"].reason
     assert f"over the {MEMORY_MB} MiB limit" in results["membomb"].reason
     if SANDBOX.active:
