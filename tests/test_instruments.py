@@ -57,6 +57,18 @@ def test_a_dtype_conversion_is_not_a_move():
     assert type(X.to("cpu")) is torch.Tensor and type(X.to(device="cpu")) is torch.Tensor
 
 
+def test_the_devices_batches_were_moved_to_are_recorded():
+    loader = ins.MarkedLoader(torch.zeros(6, 3), torch.zeros(6), batch_size=3)
+    for X, y in loader:
+        X, y = X.to("cpu:0"), y.to(device=torch.device("cpu"), non_blocking=True)
+        X.float().to("cpu:0")  # a result of a moved batch is a plain tensor: not recorded
+    # "cpu:0" is the device a test passes, "cpu" a notebook's global DEVICE
+    assert loader.moved_to == ["cpu:0", "cpu", "cpu:0", "cpu"]
+    for X, _ in loader:  # each epoch starts a new record
+        X.to("cpu")
+    assert loader.moved_to == ["cpu", "cpu"]
+
+
 def test_gradients_left_before_a_backward_pass_are_seen():
     spy, loader, opt = _kit()
     _epoch(spy, loader, opt, zero=False)
@@ -97,6 +109,15 @@ def test_call_recording_records_copies_and_puts_the_function_back():
     with pytest.raises(TypeError):
         ins.call_recording(["_helper"], _outer, None)  # None * 2 fails inside
     assert _helper is original
+
+
+def _by_name(x):
+    return _helper(a=x)
+
+
+def test_call_recording_puts_arguments_passed_by_name_in_their_place():
+    _, calls = ins.call_recording(["_helper"], _by_name, [4])
+    assert calls == [("_helper", ([4],), [4, 4])]
 
 
 _run = train.train_one_epoch  # an alias, as a student could make one
@@ -144,6 +165,14 @@ def test_layer_calls_in_training_mode_with_weights():
     assert trained[1]["weight"] is None and trained[1]["bias"] is None  # dropout has none
     assert not torch.equal(trained[1]["output"], trained[1]["input"])  # dropout dropped
     assert torch.equal(evaluated[1]["output"], evaluated[1]["input"])
+
+
+def test_layer_calls_name_a_lazy_layer_by_what_it_becomes():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.LazyLinear(5), nn.ReLU(), nn.Linear(5, 2))
+    calls = ins.layer_calls(model, torch.randn(2, 3, 4), ("Linear",))
+    assert [(c["kind"], c["config"]["in_features"]) for c in calls] == [("Linear", 12),
+                                                                        ("Linear", 5)]
 
 
 def test_layer_calls_follow_the_forward_pass_in_eval_mode():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,6 +116,7 @@ class Unmoved(torch.Tensor):
         name = getattr(func, "__name__", "")
         result = super().__torch_function__(func, types, args, kwargs)
         if name in ("to", "cuda") and (name == "cuda" or _names_a_device(args[1:], kwargs)):
+            MOVED_TO.append(_target(name, args[1:], kwargs))
             return _plain(result)
         if name not in cls._BENIGN:
             UNMOVED_USES.append(name)
@@ -124,6 +126,21 @@ class Unmoved(torch.Tensor):
 #: Names of the operations applied to :class:`Unmoved` batches (cleared by each new epoch of a
 #: :class:`MarkedLoader`).
 UNMOVED_USES: list[str] = []
+
+
+#: The devices :class:`Unmoved` batches were moved to, in order (cleared with
+#: :data:`UNMOVED_USES`): a loop that moves its batches to a global ``DEVICE`` instead of the
+#: ``device`` it is given shows there.
+MOVED_TO: list[torch.device] = []
+
+
+def _target(name: str, args: Any, kwargs: dict) -> torch.device:
+    if name == "cuda":
+        index = kwargs.get("device", args[0] if args else None)
+        return torch.device("cuda") if index is None else torch.device("cuda", int(index))
+    device = kwargs.get("device", next((a for a in args if isinstance(a, (str, torch.device))),
+                                       None))
+    return torch.device(device)
 
 
 def _names_a_device(args: Any, kwargs: dict) -> bool:
@@ -152,6 +169,7 @@ class MarkedLoader(torch.utils.data.DataLoader):
 
     def __iter__(self) -> Any:
         UNMOVED_USES.clear()
+        MOVED_TO.clear()
         for X, y in super().__iter__():
             self.batches += 1
             yield X.as_subclass(Unmoved), y.as_subclass(Unmoved)
@@ -160,6 +178,12 @@ class MarkedLoader(torch.utils.data.DataLoader):
     def unmoved_uses(self) -> list[str]:
         """The operations (names) that used a batch before it was moved to a device."""
         return list(UNMOVED_USES)
+
+    @property
+    def moved_to(self) -> list[str]:
+        """The devices the batches of the last epoch were moved to, in order, as
+        ``str(torch.device)`` (``"cpu:0"`` stays distinct from ``"cpu"``)."""
+        return [str(d) for d in MOVED_TO]
 
 
 # ------------------------------------------------------------------- a spy around any module
@@ -226,15 +250,20 @@ def call_recording(
     """``func(*args, **kwargs)`` while the functions ``names`` of its module (for a notebook:
     the notebook's own functions, e.g. ``mlp_loss``) record every call; returns ``(result,
     calls)`` with ``calls`` a list of ``(name, positional arguments, result)``, each copied when
-    the call happened."""
+    the call happened (arguments passed by name are given in their positional place)."""
     namespace = func.__globals__
     calls: list[tuple[str, Any, Any]] = []
     saved = {name: namespace[name] for name in names if name in namespace}
 
     def recorder(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            signature = inspect.signature(original)
+        except (TypeError, ValueError):
+            signature = None
+
         @functools.wraps(original)
         def recorded(*a: Any, **kw: Any) -> Any:
-            snapshot = copy.deepcopy(a)
+            snapshot = copy.deepcopy(_positional(signature, a, kw))
             out = original(*a, **kw)
             calls.append((name, snapshot, copy.deepcopy(out)))
             return out
@@ -248,6 +277,18 @@ def call_recording(
     finally:
         namespace.update(saved)
     return result, calls
+
+
+def _positional(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> tuple:
+    """The arguments of a call as positional ones, whether the caller named them or not
+    (``mlp_loss(params, X=X_batch, y=y_batch)`` is ``(params, X_batch, y_batch)``); defaults
+    not filled in."""
+    if signature is None or not kwargs:
+        return args
+    try:
+        return signature.bind(*args, **kwargs).args
+    except TypeError:  # a call the function itself will refuse
+        return args
 
 
 def call_without_library(
@@ -311,6 +352,16 @@ def _recording(module: torch.nn.Module, forward: Callable[..., Any], record: dic
     return recorded
 
 
+def _materialise(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """One forward pass of ``x`` in eval mode, which gives lazy modules their shapes."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def layer_calls(
     model: torch.nn.Module, x: torch.Tensor, kinds: tuple[str, ...] = (), training: bool = False
@@ -321,6 +372,8 @@ def layer_calls(
     class it is or extends), "config" (in/out sizes, kernel, stride, padding ...), "has_bias",
     "weight" and "bias" (copies, None where the module has none), "input", "output"}``."""
     records: list[dict[str, Any]] = []
+    if any(isinstance(m, torch.nn.modules.lazy.LazyModuleMixin) for m in model.modules()):
+        _materialise(model, x)  # nn.LazyLinear becomes the nn.Linear it stands for
     # each selected module's forward is wrapped on the instance (not a forward hook): a model
     # that calls its layers as ``self.conv1.forward(x)`` is recorded too (hooks run only
     # through ``self.conv1(x)``)
