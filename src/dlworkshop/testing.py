@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import importlib.util
 import re
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
@@ -119,6 +120,26 @@ def _owner(name: str) -> tuple[Any, str]:
 
 OPERATIONS = "aten::"  # a name with this prefix is a pattern of PyTorch operations
 
+#: NumPy's, SciPy's and OpenCV's functions that convolve or correlate: a test of a convolution
+#: written by hand switches them off with PyTorch's (names of packages not installed are
+#: skipped: nothing can call them).
+ARRAY_CONVOLUTIONS = (
+    "numpy.convolve", "numpy.correlate",
+    "scipy.signal.convolve", "scipy.signal.correlate", "scipy.signal.convolve2d",
+    "scipy.signal.correlate2d", "scipy.signal.fftconvolve", "scipy.signal.oaconvolve",
+    "scipy.ndimage.convolve", "scipy.ndimage.correlate", "scipy.ndimage.convolve1d",
+    "scipy.ndimage.correlate1d", "cv2.filter2D",
+)
+#: The same for max pooling: maximum filters, dilations and block reductions.
+ARRAY_MAX_POOLINGS = (
+    "scipy.ndimage.maximum_filter", "scipy.ndimage.maximum_filter1d",
+    "scipy.ndimage.grey_dilation", "skimage.measure.block_reduce", "cv2.dilate",
+)
+
+
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name.split(".")[0]) is not None
+
 
 @contextlib.contextmanager
 def switched_off(names: Sequence[str], message: str) -> Iterator[None]:
@@ -128,7 +149,7 @@ def switched_off(names: Sequence[str], message: str) -> Iterator[None]:
     A name ``"aten::<regular expression>"`` switches off every PyTorch operation whose name the
     expression finds (``"aten::conv(olution|\\d)"``: ``F.conv2d``, ``torch.convolution``,
     ``nn.Conv2d`` ... all run the operation ``convolution``): what a function does, whatever
-    name or alias calls it."""
+    name or alias calls it. A name in a package that is not installed is skipped."""
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(message)
@@ -140,7 +161,7 @@ def switched_off(names: Sequence[str], message: str) -> Iterator[None]:
             stack.enter_context(_operations_off(re.compile("|".join(patterns)), message))
         try:
             for name in names:
-                if name.startswith(OPERATIONS):
+                if name.startswith(OPERATIONS) or not _installed(name):
                     continue
                 owner, attr = _owner(name)
                 saved.append((owner, attr, getattr(owner, attr)))
