@@ -56,6 +56,8 @@ from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from traitlets import List
 from traitlets.config import Config
 
+from graders import notebooks
+
 #: what ``c.GenerateFeedback.preprocessors`` must be (also passed by ``graders feedback``)
 PREPROCESSORS = (
     "nbgrader.preprocessors.GetGrades",
@@ -184,7 +186,7 @@ class SubmittedOutputs:
 def read_submitted(path: Path) -> NotebookNode | None:
     """The submitted notebook at ``path``, or None when it is missing or unreadable."""
     try:
-        return nbformat.read(str(path), as_version=4)
+        return notebooks.without_lone_surrogates(nbformat.read(str(path), as_version=4))
     except Exception:  # noqa: BLE001  (any failure means: show no student outputs)
         return None
 

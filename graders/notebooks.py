@@ -10,6 +10,7 @@ the outcome of running a notebook's cells in one kernel.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,28 @@ HIDDEN_TEST_DELIMITERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 def read(path: str | Path) -> NotebookNode:
     """A notebook, as nbformat v4."""
     return nbformat.read(str(path), as_version=4)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(node: object) -> object:
+    """``node`` (a notebook, or any value read from JSON) with every lone UTF-16 surrogate
+    replaced by U+FFFD, dicts and lists changed in place. An editor that cuts an emoji in two
+    leaves one: valid JSON, but no UTF-8 file can hold it, so writing the notebook (nbgrader's
+    autograded copy, a feedback page) fails and a correct submission scored 0."""
+    if isinstance(node, str):
+        return _LONE_SURROGATE.sub("\ufffd", node) if _LONE_SURROGATE.search(node) else node
+    if isinstance(node, dict):
+        for key in list(node):
+            value = without_lone_surrogates(node[key])
+            clean = without_lone_surrogates(key)
+            if clean != key:
+                del node[key]
+            node[clean] = value
+    elif isinstance(node, list):
+        node[:] = [without_lone_surrogates(v) for v in node]
+    return node
 
 
 def nbgrader_metadata(cell: NotebookNode) -> dict:

@@ -29,10 +29,13 @@ from nbgrader.api import Gradebook
 from nbgrader.nbgraderformat import MetadataValidator
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 
+from graders import notebooks
+
 
 class CleanMetadata(NbGraderPreprocessor):
     """The first step of the grading: every cell's nbgrader metadata as the instructor's
-    notebook has it, or none.
+    notebook has it, or none (and no half of an emoji that no UTF-8 file can hold:
+    :func:`graders.notebooks.without_lone_surrogates`).
 
     A student edits metadata by accident (Jupyter's copy and paste keeps it: a cell pasted
     from another assignment, a test cell copied) or on purpose (``grade`` switched off, a
@@ -45,6 +48,7 @@ class CleanMetadata(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb: NotebookNode, resources: Any) -> tuple[NotebookNode, Any]:
+        notebooks.without_lone_surrogates(nb)  # else nbgrader cannot write its copy
         ids = resources["nbgrader"]
         with Gradebook(ids["db_url"]) as gb:
             source = gb.find_notebook(ids["notebook"], ids["assignment"])

@@ -32,6 +32,8 @@ What the kernel sees
     * Own PID, IPC and UTS namespaces, a new session (no terminal injection), killed with its
       parent (``--die-with-parent``), all capabilities dropped, ``no_new_privs`` set. When the
       kernel dies or is killed, every process it started dies with its PID namespace.
+    * A cleared environment: only the variables a kernel needs to run (:data:`KERNEL_ENV`), never
+      the grader's others (a database password or a token its feedback could print).
     * Interrupts (``Execute.interrupt_on_timeout``) go as ``interrupt_request`` messages: a
       SIGINT would hit ``bwrap`` (and kill the sandbox), not the kernel inside.
 
@@ -105,7 +107,6 @@ from graders import syntax
 from graders.resources import cuda_hidden
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
 ENV_HIDE = "GRADERS_SANDBOX_HIDE"
 ENV_READONLY = "GRADERS_SANDBOX_READONLY"
 ENV_PREFIX = "GRADERS_SANDBOX_"
@@ -230,10 +231,9 @@ def python_paths() -> list[Path]:
 
 
 def default_grader_hidden(kernel_cwd: Path) -> list[Path]:
-    """Folders hidden from every kernel on top of :func:`default_hidden`: the folder the grading
-    process runs in (an nbgrader course root: gradebook, source, submissions) and the kernel's
-    nominal folder (the autograded copy of the notebook). The Python installation inside such a
-    folder (a course's ``.venv``) is shown again read-only, like any hidden folder's."""
+    """Folders hidden from every kernel on top of :func:`default_hidden`: the grading process's
+    folder (a course root: gradebook, source, submissions) and the kernel's nominal folder (the
+    autograded notebook). A Python installation inside (``.venv``) is shown again read-only."""
     keep = python_paths()
     found = []
     for folder in {Path.cwd().resolve(), Path(kernel_cwd).resolve()}:
@@ -248,8 +248,7 @@ def default_hidden() -> list[Path]:
     return _existing([REPO_ROOT] + ([home] if home != Path("/") else []))
 
 
-# Read-only caches of public data the course's kernels may use, and the variable that points
-# the kernel at them (its own HOME is elsewhere). Writes to them fail, which both tolerate.
+# Read-only caches of public data for the kernels, by the variable that points at them.
 SHARED_CACHES = {"DLWORKSHOP_CACHE": ".cache/dlworkshop", "TORCH_HOME": ".cache/torch"}
 
 
@@ -303,8 +302,25 @@ def limit_command(limits: Limits, uid: int | None, gpu: bool) -> list[str]:
     return cmd
 
 
+#: The grader's variables a sandboxed kernel gets (paths, locale, threads, the GPU, the course's
+#: settings), never the rest (a password, a token: student code could print them).
+KERNEL_ENV = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
+                        "CONDA_PREFIX", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONIOENCODING",
+                        "PYTHONWARNINGS", "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE",
+                        "PYDEVD_DISABLE_FILE_VALIDATION", "MPLBACKEND", "CUBLAS_WORKSPACE_CONFIG"})
+KERNEL_ENV_PREFIXES = ("LC_", "DLWORKSHOP_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_",
+                       "VECLIB_", "CUDA_", "NVIDIA_", "PYTORCH_", "CUDNN_", "TORCH_")
+
+
+def kernel_environment(kernel_env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``kernel_env`` a sandboxed kernel keeps (:data:`KERNEL_ENV`)."""
+    return {name: value for name, value in kernel_env.items()
+            if name in KERNEL_ENV or name.startswith(KERNEL_ENV_PREFIXES)}
+
+
 def _environment_args(kernel_env: dict[str, str]) -> list[str]:
-    """bwrap options that give the kernel a private HOME and drop the grader's settings."""
+    """bwrap options that give the kernel a cleared environment with what it needs to run
+    (:func:`kernel_environment`) and a private HOME."""
     home = SANDBOX_HOME
     settings = {
         "HOME": home, "TMPDIR": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox",
@@ -314,19 +330,13 @@ def _environment_args(kernel_env: dict[str, str]) -> list[str]:
         "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
         "JUPYTER_RUNTIME_DIR": f"{home}/.local/share/jupyter/runtime",
     }
-    args: list[str] = []
-    for name, value in settings.items():
+    args: list[str] = ["--clearenv"]  # JPY_PARENT_PID too (its poller would see PID 1 and exit)
+    for name, value in {**kernel_environment(kernel_env), **settings}.items():
         args += ["--setenv", name, value]
-    # ipykernel's parent poller would see PID 1 in the new PID namespace and exit.
-    drop = ["JPY_PARENT_PID"] + [n for n in kernel_env if n.startswith(ENV_PREFIX)]
-    for name in drop:
-        args += ["--unsetenv", name]
     pythonpath = [p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep)
                   if p and Path(p).resolve() != REPO_ROOT]
     if pythonpath:
         args += ["--setenv", "PYTHONPATH", os.pathsep.join(pythonpath)]
-    else:
-        args += ["--unsetenv", "PYTHONPATH"]
     return args
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import shutil
 import socket
@@ -369,6 +370,19 @@ def test_course_helpers_numpy_and_the_data_cache(layout, monkeypatch):
     assert out[1] == "cached"
     assert out[2].startswith("ERROR OSError") and "Read-only" in out[2]
     assert (cache / "digits.npz").read_text() == "cached"
+
+
+def test_the_kernel_gets_what_it_needs_of_the_environment_and_no_secret(layout, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "pg-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "gh-secret")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("DLWORKSHOP_DEVICE", "cpu")
+    out = run_cells(layout.cwd, "import os, json; print(json.dumps(dict(os.environ)))")
+    env = json.loads(out[0])
+    assert "pg-secret" not in out[0] and "gh-secret" not in out[0]
+    assert not [n for n in env if n.startswith(sandbox.ENV_PREFIX) or n == "JPY_PARENT_PID"]
+    assert (env["OMP_NUM_THREADS"], env["DLWORKSHOP_DEVICE"]) == ("3", "cpu")
+    assert env["HOME"] == sandbox.SANDBOX_HOME and env["PATH"] == os.environ["PATH"]
 
 
 @pytest.mark.slow

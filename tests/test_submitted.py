@@ -10,11 +10,11 @@ import os
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell
 from tinycourse import ASSIGNMENT, SECRET, copy_course, submission, tiny_released
 
 from graders import parallel, submitted
-from graders.status import FLAGGED, REFUSED
+from graders.status import FLAGGED, GRADED, REFUSED
 
 __all__ = ["tiny_released"]  # a fixture
 pytestmark = pytest.mark.xdist_group("submitted")  # one worker computes the module's fixtures
@@ -112,6 +112,11 @@ def _submit_linked_class(course):
     correct = course.submit("honest", ASSIGNMENT, submission(course)).parent
     os.mkfifo(correct / "pipe")
     os.symlink("nowhere", correct / "dangling")
+    # half an emoji (a lone surrogate: valid JSON, no UTF-8 can write it) in a correct notebook
+    cut = submission(course)
+    cut.cells.append(new_markdown_cell("my notes CUT-HERE"))
+    path = course.submit("cut-emoji", ASSIGNMENT, cut)
+    path.write_text(path.read_text().replace("CUT-HERE", "\\ud83d"))  # JSON's escape for it
     # sizes: a correct notebook beside a 1 TB (sparse) file; a notebook over the limit
     huge = course.submit("huge-file", ASSIGNMENT, submission(course)).parent
     with open(huge / "weights.bin", "wb") as fh:
@@ -171,6 +176,13 @@ def test_links_in_a_submission_gain_nothing_and_read_nothing(by_graders):
     assert SECRET not in printed and "leak.db" not in printed
     assert not (course.folder("autograded", "reader", ASSIGNMENT) / "leak.db").exists()
     assert by["honest"].score == 6 and by["honest"].status == FLAGGED  # flagged, not failed
+
+
+@pytest.mark.slow
+def test_half_an_emoji_in_a_correct_notebook_loses_nothing(by_graders):
+    course, by = by_graders
+    assert "\\ud83d" in course.submission_path("cut-emoji", ASSIGNMENT).read_text()
+    assert (by["cut-emoji"].score, by["cut-emoji"].status) == (6, GRADED), by["cut-emoji"].reason
 
 
 @pytest.mark.slow

@@ -418,3 +418,90 @@ def test_other_numbers_arrive_as_the_plain_value_they_convert_to():
     assert [type(v) for v in _roundtrip([Fraction(1, 3), Decimal(1)])] == [float, float]
     with pytest.raises(wire.WireError, match="Broken that does not convert to float"):
         wire.encode(Broken(1, 3), lambda o: pytest.fail("no proxy"))
+
+
+def test_big_endian_arrays_arrive_as_the_same_numbers():
+    for value in [np.arange(3, dtype=">f8"), np.arange(4, dtype=">i4").reshape(2, 2),
+                  np.array(2.5, dtype=">f4")[()]]:
+        back = _roundtrip(value)
+        assert np.array_equal(back, value) and back.dtype == value.dtype.newbyteorder("=")
+
+
+def test_dict_keys_where_hashes_collide_trivially_are_refused():
+    head, buffers = wire.encode({2**61 - 1: 0, 1: 1})
+    with pytest.raises(wire.WireError, match="2\\*\\*61"):
+        wire.decode(head, buffers, lambda h: pytest.fail("no refs"))
+    assert _roundtrip({2**60: 1, -(2**60): 2, float("nan"): 3, (2**70, 1): 4})[2**60] == 1
+
+
+# ------------------------------------------------------------- the bridge with a broken peer
+@pytest.fixture
+def bridge(tmp_path, monkeypatch):
+    monkeypatch.setattr(remote, "SEND_TIMEOUT_S", 0.3)
+    made = remote.Bridge(tmp_path, interrupt=lambda: None)
+    yield made
+    made.close()
+
+
+def _peer(bridge):
+    """A socket connected to the bridge where the kernel's agent would be."""
+    import zmq
+
+    sock = bridge.context.socket(zmq.PAIR)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(bridge.address)
+    return sock
+
+
+def test_a_request_to_a_kernel_that_is_gone_fails_instead_of_waiting_for_ever(bridge):
+    bridge.begin_session(time.monotonic() + 30)
+    start = time.monotonic()
+    with pytest.raises(remote.BridgeBroken, match="stopped taking"):
+        bridge.request("names", names=["f"])
+    assert time.monotonic() - start < 5 and bridge.dead
+
+
+def test_a_kernel_that_dies_during_a_call_is_a_crash_not_a_timeout(bridge):
+    peer = _peer(bridge)  # takes the request, never answers
+    bridge.alive = lambda: False
+    bridge.begin_session(time.monotonic() + 30)
+    start = time.monotonic()
+    with pytest.raises(remote.BridgeBroken, match="died while a test"):
+        bridge.request("names", names=["f"])
+    assert time.monotonic() - start < 5 and not bridge.timed_out
+    peer.close()
+
+
+def test_a_reply_that_cannot_be_read_fails_its_request_with_a_reason(bridge):
+    peer = _peer(bridge)
+    bridge.begin_session(time.monotonic() + 30)
+    import threading
+
+    def answer():
+        peer.recv_multipart()
+        peer.send_multipart([b"{not json"])
+
+    threading.Thread(target=answer, daemon=True).start()
+    with pytest.raises(remote.StudentCodeError, match="the reply could not be read"):
+        bridge.request("names", names=["f"])
+    assert bridge.dead is None  # the kernel goes on serving
+    peer.close()
+
+
+def test_the_agent_answers_a_result_too_large_to_send_with_an_error(monkeypatch):
+    sent = []
+
+    class Socket:
+        def send_multipart(self, frames, copy=True):
+            sent.append(frames)
+
+    agent = object.__new__(wire.Agent)
+    agent.namespace, agent.objects, agent.handles, agent.next_handle = {"f": [0.5] * 100}, {}, {}, 1
+    agent.socket = Socket()
+    head, buffers = wire.encode({})
+    monkeypatch.setattr(wire, "MAX_HEADER", 1000)  # a list of 100 floats is 2.5 kB of JSON
+    agent._answer({"id": 7, "op": "names", "names": ["f"], "data": head}, buffers)
+    reply, _ = wire.unpack(sent[-1])
+    assert (reply["id"], reply["ok"]) == (7, False)
+    assert "too large to send back" in reply["error"]["message"]
+    assert "NumPy array" in reply["error"]["message"]

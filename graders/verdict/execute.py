@@ -90,7 +90,7 @@ class GradingSession:
         self._own_folder = None
         if folder is None:
             folder = self._own_folder = Path(tempfile.mkdtemp(prefix="graders-agent-"))
-        self.bridge = Bridge(Path(folder), interrupt=self._interrupt)
+        self.bridge = Bridge(Path(folder), interrupt=self._interrupt, alive=self._alive)
         self.kc = km.blocking_client()
         self.kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         self._install()
@@ -136,7 +136,7 @@ class GradingSession:
             content = reply["content"]
             self.bridge.dead = (
                 "the grading agent could not be started in the kernel: "
-                f"{content.get('ename')}: {content.get('evalue')}"
+                f"{str(content.get('ename'))[:200]}: {str(content.get('evalue'))[:1000]}"
             )
 
     def _shell_reply(self, msg_id: str, timeout: float) -> dict | None:
@@ -179,8 +179,9 @@ class GradingSession:
                     answered.append(msg)
             if answered:
                 c = answered[0]["content"]
-                return ("the kernel could not run the test: "
-                        f"{c.get('ename', 'error')}: {c.get('evalue', '')}".strip())
+                return ("the kernel could not run the test: "  # (its text is the kernel's)
+                        f"{str(c.get('ename', 'error'))[:200]}: "
+                        f"{str(c.get('evalue', ''))[:1000]}".strip())
             if not self._alive():
                 bridge.dead = "the kernel died"
                 return bridge.dead

@@ -45,6 +45,7 @@ REMOTE_DUNDERS = frozenset({"__name__", "__qualname__", "__module__", "__func__"
 #: Request fields sent as plain JSON; the others are values, encoded together as ``data``.
 PLAIN_FIELDS = frozenset({"name", "n", "limit", "module", "path", "names"})
 INTERRUPT_GRACE_S = 10.0
+SEND_TIMEOUT_S = 5.0  # a request the kernel's agent does not take within this: it is gone
 HELLO_TIMEOUT_S = 60.0
 
 
@@ -259,12 +260,17 @@ class Bridge:
     """
 
     def __init__(
-        self, folder: Path, interrupt: Callable[[], None], max_message_mb: int = 1024
+        self, folder: Path, interrupt: Callable[[], None], max_message_mb: int = 1024,
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_mb << 20)  # bigger: dropped
+        # a PAIR socket whose peer is gone (the kernel died, or its agent quit) blocks a send
+        # for ever: give up instead
+        self.socket.setsockopt(zmq.SNDTIMEO, int(SEND_TIMEOUT_S * 1000))
+        self.alive = alive  # whether the kernel's process still runs
         self.path = Path(folder) / f"agent-{secrets.token_hex(4)}"
         self.address = f"ipc://{self.path}"
         self.socket.bind(self.address)
@@ -416,7 +422,11 @@ class Bridge:
         if self._released:
             head["release"], self._released = self._released, []
         self.requests += 1
-        self.socket.send_multipart(wire.pack(head, buffers), copy=False)
+        try:
+            self.socket.send_multipart(wire.pack(head, buffers), copy=False)
+        except zmq.Again:
+            self.dead = "the kernel stopped taking the test's requests (it died, or its agent quit)"
+            raise BridgeBroken(self.dead) from None
         reply, reply_buffers = self._receive(rid)
         if reply.get("ok") is True:
             return wire.decode(reply.get("value"), reply_buffers, self._resolve_ref)
@@ -445,12 +455,15 @@ class Bridge:
                 self.deadline = time.monotonic() + INTERRUPT_GRACE_S
                 continue
             if not self.socket.poll(int(min(remaining, 1.0) * 1000) + 1):
+                if not self.alive():
+                    self.dead = "the kernel died while a test was calling your code"
+                    raise BridgeBroken(self.dead)
                 continue
             frames = self.socket.recv_multipart(copy=False)
             try:
                 head, buffers = wire.unpack(frames)
-            except wire.WireError:
-                continue
+            except wire.WireError as err:  # the kernel's agent only answers the pending request
+                raise student_error("WireError", f"the reply could not be read: {err}") from None
             if head.get("id") != rid:
                 continue  # a late answer to a request given up on
             if interrupted:

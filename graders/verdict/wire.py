@@ -10,24 +10,8 @@ This one file is both
   a ZeroMQ PAIR socket on a Unix path the two sides share.
 
 It imports only the standard library, ``zmq`` and, when present, NumPy and PyTorch, so that it
-can run in a kernel that has nothing of ``graders``.
-
-What crosses, and how (both directions):
-
-* **by value**: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``, lists,
-  tuples, dicts (any encodable keys), sets, NumPy arrays and scalars of numeric dtypes, PyTorch
-  tensors (detached, on the CPU) except parameters and leaf tensors that require grad,
-  ``torch.dtype``/``torch.device``/``torch.Size``, ``numpy.dtype``, ``slice``, ``range``,
-  ``Ellipsis``;
-* **by reference** (student to trusted only): everything else: functions, classes, models,
-  optimizers, loaders, generators, parameters. The agent keeps the object and sends a handle with
-  its class's name and MRO; the trusted side wraps it in a proxy that forwards attribute access,
-  calls, iteration and so on (``graders.verdict.remote``). A reference the trusted side sends back
-  is resolved to the object again.
-
-The trusted side decodes what a student's kernel sends with :func:`decode`, which accepts only
-the tags above, numeric dtypes, consistent shapes and bounded nesting: a malicious kernel can
-send wrong *values*, never code.
+can run in a kernel that has nothing of ``graders``. What crosses, by value and by reference:
+see :mod:`graders.verdict`.
 """
 
 from __future__ import annotations
@@ -35,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import numbers
+import operator
 import sys
 import traceback
 
@@ -58,6 +43,9 @@ def _needed(name: str):
 PROTOCOL = 1
 MAX_DEPTH = 64
 MAX_TEXT = 10_000_000  # characters of one string
+MAX_HEADER = 64 << 20  # bytes of a message's JSON header (lists of numbers: send arrays)
+MAX_MESSAGE = 1 << 30  # bytes of a whole message (the trusted side's socket refuses more)
+HASHABLE = 2**61 - 1
 NUMERIC_DTYPES = (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "complex64", "complex128",
@@ -136,13 +124,13 @@ class Encoder:
             if self.by_value and isinstance(obj, np.ndarray) and type(obj) is not np.ndarray:
                 obj = obj.view(np.ndarray)  # asked for data: a subclass loses its behaviour
             if isinstance(obj, np.ndarray) and type(obj) is np.ndarray:
-                if obj.dtype.name in NUMERIC_DTYPES:
-                    arr = np.ascontiguousarray(obj)
+                if obj.dtype.name in NUMERIC_DTYPES:  # bytes in this machine's order
+                    arr = np.ascontiguousarray(obj, dtype=obj.dtype.newbyteorder("="))
                     return {"$t": "nd", "dtype": arr.dtype.name, "shape": list(arr.shape),
                             "b": self._buffer(arr.tobytes())}
             elif isinstance(obj, np.generic) and obj.dtype.name in NUMERIC_DTYPES:
                 return {"$t": "npscalar", "dtype": obj.dtype.name,
-                        "b": self._buffer(np.asarray(obj).tobytes())}
+                        "b": self._buffer(np.asarray(obj, obj.dtype.newbyteorder("=")).tobytes())}
             elif isinstance(obj, np.dtype) and obj.name in NUMERIC_DTYPES:
                 return {"$t": "npdtype", "v": obj.name}
         torch = _loaded("torch")
@@ -157,26 +145,19 @@ class Encoder:
                 return {"$t": "device", "v": str(obj)}
             elif isinstance(obj, torch.Size):
                 return {"$t": "size", "v": [int(x) for x in obj]}
-        if isinstance(obj, (int, float, complex, str)):
-            # a subclass of a number or of str (whose __eq__ may say yes to anything) arrives
-            # as the plain value it converts to
-            base = next(t for t in (bool, int, float, complex, str) if isinstance(obj, t))
-            value = base(obj)
-            if type(value) is not base:
-                raise WireError(f"a {type(obj).__qualname__} that does not convert to {base}")
-            return self.encode(value, depth + 1)
-        if isinstance(obj, numbers.Number):
-            # any other number (a Fraction, a Decimal, a class of the student's) arrives as the
-            # plain int, float or complex it converts to: a right answer of an odd type stays
-            # right, and nothing of its behaviour crosses
-            base = (int if isinstance(obj, numbers.Integral) else float
-                    if isinstance(obj, numbers.Real) or not isinstance(obj, numbers.Complex)
-                    else complex)
+        if isinstance(obj, (numbers.Number, str)):
+            # a subclass of a number or of str (whose __eq__ may say yes to anything), or any
+            # other number (a Fraction, a Decimal), arrives as the plain value it converts to
+            base = next((t for t in (bool, int, float, complex, str) if isinstance(obj, t)),
+                        int if isinstance(obj, numbers.Integral) else complex if isinstance(
+                            obj, numbers.Complex) and not isinstance(obj, numbers.Real) else float)
             try:
                 value = base(obj)
             except Exception as err:  # noqa: BLE001 - a conversion of the student's
                 raise WireError(f"a {type(obj).__qualname__} that does not convert to "
                                 f"{base.__name__}: {err!r}"[:300]) from None
+            if type(value) is not base:
+                raise WireError(f"a {type(obj).__qualname__} that does not convert to {base}")
             return self.encode(value, depth + 1)
         if isinstance(obj, (list, tuple, dict, set, frozenset)):
             if id(obj) in self._path:  # a container that holds itself
@@ -295,17 +276,25 @@ class Decoder:
         return tuple(self.decode(x, depth + 1) for x in _list(h["v"]))
 
     def _d_set(self, h, depth):
-        return {self.decode(x, depth + 1) for x in _list(h["v"])}
+        return {self._key(x, depth) for x in _list(h["v"])}
 
     def _d_fset(self, h, depth):
-        return frozenset(self.decode(x, depth + 1) for x in _list(h["v"]))
+        return frozenset(self._key(x, depth) for x in _list(h["v"]))
 
     def _d_dict(self, h, depth):
         out = {}
         for pair in _list(h["v"]):
             k, v = _list(pair, 2)
-            out[self.decode(k, depth + 1)] = self.decode(v, depth + 1)
+            out[self._key(k, depth)] = self.decode(v, depth + 1)
         return out
+
+    def _key(self, h, depth):
+        # numbers of 2**61 and more are where hash collisions are trivial (Python hashes them
+        # modulo 2**61 - 1): a dict of such keys takes quadratic time to build
+        key = self.decode(h, depth + 1)
+        if isinstance(key, (int, float)) and abs(key) >= HASHABLE:
+            raise WireError("a dict key or set member of 2**61 or more")
+        return key
 
     def _array(self, h):
         np = _needed("numpy")
@@ -397,10 +386,11 @@ def pack(head: dict, buffers=()) -> list:
     return [json.dumps(head, allow_nan=False).encode(), *buffers]
 
 
-def unpack(frames, max_header: int = 64 << 20) -> tuple[dict, list]:
+def unpack(frames, max_header: int = MAX_HEADER) -> tuple[dict, list]:
     """``(header, buffers)`` of a multipart message."""
     if not frames or len(frames[0]) > max_header:
-        raise WireError("bad message")
+        raise WireError("bad message" if not frames else
+                        f"a message header of {len(frames[0]) >> 20} MiB, over {max_header >> 20}")
     try:
         head = json.loads(bytes(frames[0]))
     except (ValueError, UnicodeDecodeError) as err:
@@ -498,11 +488,16 @@ class Agent:
                 value, by_value = self.handle(head, buffers)
             encoded, out = encode(value, self.make_ref, by_value=by_value)
             reply.update(ok=True, value=encoded)
+            frames = pack(reply, out)
+            size = sum(len(memoryview(f)) for f in frames)
+            if len(frames[0]) > MAX_HEADER or size > MAX_MESSAGE:  # the other side drops it
+                raise WireError(f"the result is too large to send back ({size >> 20} MiB): "
+                                "return a NumPy array or a tensor, not a long list")
         except BaseException as err:  # noqa: BLE001 (student code may raise anything)
-            reply.update(ok=False, error=self._error(err))
-            out = []
+            reply = {"id": head.get("id"), "ok": False, "error": self._error(err)}
+            frames = pack(reply)
         try:
-            self.socket.send_multipart(pack(reply, out), copy=False)
+            self.socket.send_multipart(frames, copy=False)
         except BaseException as err:  # noqa: BLE001
             fallback = {"id": head.get("id"), "ok": False, "error": self._error(err)}
             self.socket.send_multipart(pack(fallback))
@@ -529,11 +524,8 @@ class Agent:
             return data.get(name)
 
         if op == "names":
-            found = {}
-            for name in head.get("names") or []:
-                if isinstance(name, str) and name in self.namespace:
-                    found[name] = self.namespace[name]
-            return found, False
+            return {n: self.namespace[n] for n in head.get("names") or []
+                    if isinstance(n, str) and n in self.namespace}, False
         if op == "import":
             obj = importlib.import_module(_str(head.get("module"), 200))
             for part in (head.get("path") or "").split("."):
@@ -544,29 +536,22 @@ class Agent:
         if op == "getattr":
             return getattr(target, _str(head.get("name"), 200)), False
         if op == "setattr":
-            setattr(target, _str(head.get("name"), 200), arg("value"))
-            return None, False
+            return setattr(target, _str(head.get("name"), 200), arg("value")), False
         if op == "delattr":
-            delattr(target, _str(head.get("name"), 200))
-            return None, False
+            return delattr(target, _str(head.get("name"), 200)), False
         if op == "call":
-            args = arg("args")
-            kwargs = arg("kwargs")
+            args, kwargs = arg("args"), arg("kwargs")
             if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
                 raise WireError("bad call")
             return target(*args, **kwargs), False
         if op == "getitem":
             return target[arg("key")], False
         if op == "setitem":
-            target[arg("key")] = arg("value")
-            return None, False
+            return operator.setitem(target, arg("key"), arg("value")), False
         if op == "delitem":
-            del target[arg("key")]
-            return None, False
-        if op == "len":
-            return len(target), False
-        if op == "bool":
-            return bool(target), False
+            return operator.delitem(target, arg("key")), False
+        if op in ("len", "bool"):
+            return (len if op == "len" else bool)(target), False
         if op == "contains":
             return arg("value") in target, False
         if op in ("repr", "str"):
