@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import zmq
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
@@ -36,7 +37,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Enum, List, Unicode, default
 
 from graders import syntax
-from graders.verdict.outputs import BoundedOutputs
+from graders.verdict.outputs import MAX_MESSAGE_BYTES, BoundedOutputs
 from graders.verdict.remote import HELLO_TIMEOUT_S, Bridge, BridgeBroken
 from graders.verdict.trusted import BEGIN_HIDDEN, END_HIDDEN, TestResult, TrustedRunner
 
@@ -92,6 +93,7 @@ class GradingSession:
             folder = self._own_folder = Path(tempfile.mkdtemp(prefix="graders-agent-"))
         self.bridge = Bridge(Path(folder), interrupt=self._interrupt, alive=self._alive)
         self.kc = km.blocking_client()
+        self.kc.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # (a kernel's error text)
         self.kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         self._install()
         #: name -> why it may be missing (see TrustedRunner.explain_missing)
