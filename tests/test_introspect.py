@@ -110,3 +110,11 @@ def test_plot_feature_maps_signed_maps_share_a_symmetric_scale():
     (bar,) = _colorbars(fig)
     assert bar.get_ylim() == pytest.approx((-limit, limit))
     plt.close(fig)
+
+
+def test_in_mode_puts_the_mode_back_even_when_the_block_raises():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train()
+    with pytest.raises(ZeroDivisionError), introspect.in_mode(model, training=False):
+        assert not model.training and not model[1].training
+        raise ZeroDivisionError
+    assert model.training and model[1].training

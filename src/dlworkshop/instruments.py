@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from dlworkshop.introspect import in_mode
+
 
 class SpyLinear(torch.nn.Module):
     """A linear model that records how it is called: the mode (``training``), whether
@@ -352,16 +354,6 @@ def _recording(module: torch.nn.Module, forward: Callable[..., Any], record: dic
     return recorded
 
 
-def _materialise(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """One forward pass of ``x`` in eval mode, which gives lazy modules their shapes."""
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        model.train(was_training)
-
-
 @torch.no_grad()
 def layer_calls(
     model: torch.nn.Module, x: torch.Tensor, kinds: tuple[str, ...] = (), training: bool = False
@@ -373,7 +365,8 @@ def layer_calls(
     "weight" and "bias" (copies, None where the module has none), "input", "output"}``."""
     records: list[dict[str, Any]] = []
     if any(isinstance(m, torch.nn.modules.lazy.LazyModuleMixin) for m in model.modules()):
-        _materialise(model, x)  # nn.LazyLinear becomes the nn.Linear it stands for
+        with in_mode(model, training=False):  # nn.LazyLinear becomes its nn.Linear
+            model(x)
     # each selected module's forward is wrapped on the instance (not a forward hook): a model
     # that calls its layers as ``self.conv1.forward(x)`` is recorded too (hooks run only
     # through ``self.conv1(x)``)
@@ -389,12 +382,10 @@ def layer_calls(
                       "has_bias": getattr(module, "bias", None) is not None}
             wrapped.append((module, module.__dict__.get("forward")))
             module.forward = _recording(module, module.forward, record, records)
-    was_training = model.training
-    model.train(training)
     try:
-        model(x)
+        with in_mode(model, training):
+            model(x)
     finally:
-        model.train(was_training)
         for module, own in reversed(wrapped):
             if own is None:
                 module.__dict__.pop("forward", None)

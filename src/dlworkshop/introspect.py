@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -27,15 +30,25 @@ def stage_outputs(
                     lambda mod, _inp, out, name=name: records.append((name, mod, out.detach()))
                 )
             )
-    was_training = model.training
-    model.eval()
     try:
-        model(x)
+        with in_mode(model, training=False):
+            model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return records
+
+
+@contextlib.contextmanager
+def in_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
+    """``model`` in training mode (``training``) or eval mode inside the block, and in the mode
+    it had before afterwards (also when the block raises)."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def stage_shapes(model: nn.Module, x: torch.Tensor) -> str:
