@@ -4,18 +4,19 @@ A student's notebook is untrusted code. :class:`SandboxKernelManager` starts eac
 that ``nbgrader autograde`` runs inside ``bwrap`` with these properties:
 
 What the kernel sees
-    * The host's file system read-only (``--ro-bind / /``), a fresh ``/dev`` (no host devices but
-      ``/dev/nvidia*``, see below) and a ``/proc`` of its own PID namespace.
+    * Of the host's file system only the system folders (:data:`SYSTEM_ROOTS`: ``/usr``,
+      ``/etc``, ``/sys``, ...) read-only, a fresh ``/dev`` (no host devices but ``/dev/nvidia*``,
+      see below) and a ``/proc`` of its own PID namespace. Everything else (``/home``, ``/srv``,
+      ``/opt``, ``/var``, ...: wherever a class's submissions were unpacked) is not there.
     * **Hidden** (an empty tmpfs over them): every folder in ``GRADERS_SANDBOX_HIDE`` (the
       caller passes the course root, the repository root and the scratch course) plus, always,
       the repository root of this package and the host ``$HOME``. So ``gradebook.db`` (which
       holds the hidden tests), ``source/``, other students' submissions and the grader's
       credentials cannot be read.
-    * **Read-only again** inside a hidden folder: the Python installation (``sys.prefix``,
-      ``sys.base_prefix``, the interpreter's folder), the folders of editable installs (the
-      ``.pth`` paths or setuptools editable-finder mappings, i.e. ``src/`` for ``dlworkshop``)
-      and every folder in ``GRADERS_SANDBOX_READONLY``. They are mounted after the tmpfs that
-      hides their parent, so they reappear at the same paths. The data caches in
+    * **Read-only**, at their paths, even inside a hidden folder: the Python installation
+      (``sys.prefix``, ``sys.base_prefix``, the interpreter's folder), the folders of editable
+      installs (``.pth`` paths, setuptools editable-finder mappings: ``src/`` for ``dlworkshop``),
+      those of ``LD_LIBRARY_PATH`` and ``GRADERS_SANDBOX_READONLY``. The data caches in
       :data:`SHARED_CACHES` (``$DLWORKSHOP_CACHE``, default ``~/.cache/dlworkshop``, and
       ``$TORCH_HOME``, default ``~/.cache/torch``) are shown read-only too when they exist, and
       the kernel's variables point at them (MNIST then loads in milliseconds, not 4 s).
@@ -105,12 +106,20 @@ from traitlets import default
 
 from graders import syntax
 from graders.resources import cuda_hidden
+from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV and kernel_environment: re-exported)
+    KERNEL_ENV,
+    KERNEL_ENV_PREFIXES,
+    SANDBOX_HOME,
+    environment_args,
+    kernel_environment,
+    library_folders,
+    split_paths,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_HIDE = "GRADERS_SANDBOX_HIDE"
 ENV_READONLY = "GRADERS_SANDBOX_READONLY"
 ENV_PREFIX = "GRADERS_SANDBOX_"
-SANDBOX_HOME = "/tmp/home"
 SANDBOX_WORK = "/tmp/work"  # the kernel's working folder inside the sandbox
 UID_BASE = 1_000_000_000
 #: How often a stopping kernel is looked at (jupyter_client: every 0.1 s; a killed kernel is gone
@@ -268,6 +277,30 @@ def gpu_devices() -> list[Path]:
     return [Path(p) for p in sorted(glob.glob("/dev/nvidia*"))]
 
 
+#: The host's top-level folders a kernel sees (read-only): programs, libraries, configuration
+#: and ``/sys`` (CPU facts that torch and OpenMP read). Nothing else of the host's root is there:
+#: not ``/home``, ``/srv``, ``/var``, ``/opt``, ``/mnt``, ``/media``, wherever an instructor
+#: unpacked a class's submissions. Links among them (``/bin -> usr/bin``) are kept as links.
+SYSTEM_ROOTS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "sys")
+
+
+def system_root_args() -> list[str]:
+    """bwrap options that show the :data:`SYSTEM_ROOTS` this host has."""
+    args: list[str] = []
+    for name in SYSTEM_ROOTS:
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _below_hidden(paths: list[Path], hidden: list[Path]) -> list[Path]:
+    """``paths`` that do not hold a hidden folder (showing one would show what it hides)."""
+    return [p for p in _existing(paths) if not any(h.is_relative_to(p) for h in hidden)]
+
+
 # ------------------------------------------------------------------------------ the command
 def _kernel_uid() -> int:
     """An unused uid for one kernel: unique per grader process and kernel (see the docstring)."""
@@ -302,44 +335,6 @@ def limit_command(limits: Limits, uid: int | None, gpu: bool) -> list[str]:
     return cmd
 
 
-#: The grader's variables a sandboxed kernel gets (paths, locale, threads, the GPU, the course's
-#: settings), never the rest (a password, a token: student code could print them).
-KERNEL_ENV = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
-                        "CONDA_PREFIX", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONIOENCODING",
-                        "PYTHONWARNINGS", "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE",
-                        "PYDEVD_DISABLE_FILE_VALIDATION", "MPLBACKEND", "CUBLAS_WORKSPACE_CONFIG"})
-KERNEL_ENV_PREFIXES = ("LC_", "DLWORKSHOP_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_",
-                       "VECLIB_", "CUDA_", "NVIDIA_", "PYTORCH_", "CUDNN_", "TORCH_")
-
-
-def kernel_environment(kernel_env: dict[str, str]) -> dict[str, str]:
-    """The variables of ``kernel_env`` a sandboxed kernel keeps (:data:`KERNEL_ENV`)."""
-    return {name: value for name, value in kernel_env.items()
-            if name in KERNEL_ENV or name.startswith(KERNEL_ENV_PREFIXES)}
-
-
-def _environment_args(kernel_env: dict[str, str]) -> list[str]:
-    """bwrap options that give the kernel a cleared environment with what it needs to run
-    (:func:`kernel_environment`) and a private HOME."""
-    home = SANDBOX_HOME
-    settings = {
-        "HOME": home, "TMPDIR": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox",
-        "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
-        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
-        "XDG_DATA_HOME": f"{home}/.local/share", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
-        "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
-        "JUPYTER_RUNTIME_DIR": f"{home}/.local/share/jupyter/runtime",
-    }
-    args: list[str] = ["--clearenv"]  # JPY_PARENT_PID too (its poller would see PID 1 and exit)
-    for name, value in {**kernel_environment(kernel_env), **settings}.items():
-        args += ["--setenv", name, value]
-    pythonpath = [p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep)
-                  if p and Path(p).resolve() != REPO_ROOT]
-    if pythonpath:
-        args += ["--setenv", "PYTHONPATH", os.pathsep.join(pythonpath)]
-    return args
-
-
 def bwrap_command(
     kernel_cmd: list[str],
     *,
@@ -362,19 +357,21 @@ def bwrap_command(
     tmp_size = str(limits.disk_mb * 2**20)
     cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-           "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           *system_root_args(), "--dev", "/dev", "--proc", "/proc",
            "--size", tmp_size, "--perms", "1777", "--tmpfs", "/tmp",
            "--perms", "1777", "--dir", SANDBOX_HOME, "--perms", "1777", "--dir", SANDBOX_WORK,
            "--size", tmp_size, "--perms", "1777", "--tmpfs", "/dev/shm"]
     caches = shared_caches(kernel_env)
     hidden = _existing([*default_hidden(), *hide])
-    shown = _existing([*python_paths(), *caches.values(), *readonly])
+    shown = _existing([*python_paths(), *caches.values(), *readonly,
+                       *_below_hidden(library_folders(kernel_env), hidden)])
     writable = _existing([run_dir])
     if uid is not None:
         hidden = _existing([*hidden, *_closed_ancestors([*shown, *writable], hidden)])
+    tmpfs_roots = [Path("/"), Path("/tmp"), Path("/dev/shm")]  # "/": bwrap's own new root
     for path in hidden:
-        cmd += ["--tmpfs", str(path)]
-    tmpfs_roots = [Path("/tmp"), Path("/dev/shm"), *hidden]
+        cmd += [*_mount_point_args(path, tmpfs_roots), "--tmpfs", str(path)]
+        tmpfs_roots.append(path)
     for path in shown:
         cmd += [*_mount_point_args(path, tmpfs_roots), "--ro-bind", str(path), str(path)]
     for device in devices:
@@ -388,7 +385,7 @@ def bwrap_command(
     cmd += ["--chdir", "/", "--cap-drop", "ALL"]
     if uid is not None:
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
-    cmd += _environment_args(kernel_env)
+    cmd += environment_args(kernel_env, REPO_ROOT)
     for name, path in caches.items():
         cmd += ["--setenv", name, str(path)]
     return [*cmd, "--", *limit_command(limits, uid, gpu=bool(devices)),
@@ -429,19 +426,20 @@ def _closed_ancestors(paths: list[Path], hidden: list[Path]) -> list[Path]:
 
 
 def _mount_point_args(path: Path, tmpfs_roots: list[Path]) -> list[str]:
-    """Create the folders leading to ``path`` inside a tmpfs as 0755 (bwrap would use 0700,
-    which a kernel running under its own uid could not pass through)."""
+    """Create the folders leading to ``path`` inside the deepest tmpfs that holds it as 0755
+    (bwrap would use 0700, which a kernel running under its own uid could not pass through);
+    nothing for a path inside a folder bound from the host (it exists there)."""
+    if any(path.is_relative_to(f"/{name}") for name in SYSTEM_ROOTS):
+        return []
+    roots = [root for root in tmpfs_roots if path.is_relative_to(root) and path != root]
+    if not roots:
+        return []
+    root = max(roots, key=lambda r: len(r.parts))
+    inner = [q for q in path.relative_to(root).parents if q != Path(".")]
     args: list[str] = []
-    for root in tmpfs_roots:
-        if path.is_relative_to(root) and path != root:
-            inner = [q for q in path.relative_to(root).parents if q != Path(".")]
-            for folder in reversed(inner):
-                args += ["--perms", "0755", "--dir", str(root / folder)]
+    for folder in reversed(inner):
+        args += ["--perms", "0755", "--dir", str(root / folder)]
     return args
-
-
-def _split_paths(value: str) -> list[Path]:
-    return [Path(p) for p in value.split(os.pathsep) if p]
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -468,8 +466,8 @@ def sandboxed_kernel_command(
         kernel_cmd,
         cwd=cwd,
         run_dir=run_dir,
-        hide=[*default_grader_hidden(cwd), *_split_paths(env.get(ENV_HIDE, ""))],
-        readonly=_split_paths(env.get(ENV_READONLY, "")),
+        hide=[*default_grader_hidden(cwd), *split_paths(env.get(ENV_HIDE, ""))],
+        readonly=split_paths(env.get(ENV_READONLY, "")),
         limits=Limits.from_env(env),
         uid=uid,
         kernel_env=env,

@@ -40,7 +40,8 @@ SECRET = f"hidden-tests-{uuid.uuid4().hex}"
 
 @dataclass
 class Layout:
-    base: Path  # not hidden: the control showing that hiding is what blocks reads
+    base: Path  # not hidden, not shown: absent all the same (only system folders are there)
+    shown: Path  # on GRADERS_SANDBOX_READONLY: the control showing reads work where allowed
     course: Path  # hidden course root with gradebook.db and source/
     cwd: Path  # the kernel's working folder inside the course (autograded/<s>/<a>)
 
@@ -53,13 +54,18 @@ def layout(monkeypatch) -> Iterator[Layout]:
     (course / "source" / "a").mkdir(parents=True)
     (course / "source" / "a" / "a.ipynb").write_text(SECRET)
     (course / "gradebook.db").write_text(SECRET)
-    (base / "visible.txt").write_text("visible")
+    (base / "elsewhere.txt").write_text("another student's work")
+    (base / "elsewhere.txt").chmod(0o644)
+    shown = base / "shown"
+    shown.mkdir()
+    (shown / "visible.txt").write_text("visible")
     cwd = course / "autograded" / "alice" / "a"
     cwd.mkdir(parents=True)
     monkeypatch.setenv(sandbox.ENV_HIDE, str(course))
+    monkeypatch.setenv(sandbox.ENV_READONLY, str(shown))
     for name, value in sandbox.Limits().to_env().items():
         monkeypatch.setenv(name, value)
-    yield Layout(base, course, cwd)
+    yield Layout(base, shown, course, cwd)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -152,6 +158,22 @@ def test_closed_folders_above_the_working_folder_are_hidden(tmp_path):
         shutil.rmtree(base)
 
 
+def test_library_folders_are_shown_but_never_one_that_holds_a_hidden_folder(tmp_path):
+    """A GPU driver's libraries outside the system folders (``LD_LIBRARY_PATH=/opt/...``) are
+    shown read-only; a library path above a hidden folder (``$HOME``, the course) is not, or it
+    would show what the hide list hides."""
+    libs, course = tmp_path / "opt" / "lib", tmp_path / "course"
+    libs.mkdir(parents=True)
+    (course / "w").mkdir(parents=True)
+    env = {"LD_LIBRARY_PATH": os.pathsep.join([str(libs), str(tmp_path), "relative", "/"])}
+    cmd = sandbox.bwrap_command(["true"], cwd=course / "w", run_dir=course / "w", hide=[course],
+                                readonly=[], limits=sandbox.Limits(), uid=None, kernel_env=env)
+    binds = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--ro-bind"}
+    assert str(libs) in binds
+    assert str(tmp_path) not in binds and "/" not in binds
+    assert "/usr" in binds and not any(b.startswith(("/var", "/srv", "/home")) for b in binds)
+
+
 def test_a_kernel_with_cuda_hidden_gets_no_gpu_device_and_the_cpu_memory_limit(
     tmp_path, monkeypatch
 ):
@@ -217,19 +239,28 @@ def test_hidden_course_cannot_be_read_or_listed(layout):
         f"print(os.listdir({str(layout.course / 'source')!r}))",
         f"print(sorted(os.listdir({str(layout.course)!r})))",
         f"print(open({str(REPO_ROOT / 'pyproject.toml')!r}).read())",
-        f"print(open({str(layout.base / 'visible.txt')!r}).read())",
+        f"print(open({str(layout.shown / 'visible.txt')!r}).read())",
+        f"print(open({str(layout.base / 'elsewhere.txt')!r}).read())",
+        "import json; print(json.dumps(sorted(os.listdir('/'))))",
     )
     assert out[0].startswith("ERROR FileNotFoundError")
     assert out[1].startswith("ERROR FileNotFoundError")
     assert out[2] == "['autograded']"  # only the way down to the working folder
     assert out[3].startswith("ERROR FileNotFoundError")
-    assert out[4] == "visible"  # control: a folder not on the hide list is readable
+    assert out[4] == "visible"  # control: a folder shown read-only is readable
+    # a world-readable file on the host outside the system folders is not there at all
+    assert out[5].startswith("ERROR FileNotFoundError"), out[5]
+    needed = [*sandbox.python_paths(), *sandbox.default_hidden(), layout.course, layout.shown,
+              *sandbox.shared_caches(dict(os.environ)).values()]
+    allowed = {*sandbox.SYSTEM_ROOTS, "dev", "proc", "tmp", *(p.parts[1] for p in needed)}
+    assert set(json.loads(out[6])) <= allowed, set(json.loads(out[6])) - allowed
     assert SECRET not in "".join(out)
 
 
 def test_writes_outside_the_working_folder_leave_nothing_on_the_host(layout):
     name = f"planted-{uuid.uuid4().hex}"
-    targets = [layout.course, layout.course / "source", REPO_ROOT, Path.home(), layout.base]
+    targets = [layout.course, layout.course / "source", REPO_ROOT, Path.home(), layout.base,
+               layout.shown, Path("/usr/local")]
     code = "\n".join(
         [
             "import os",
@@ -242,7 +273,8 @@ def test_writes_outside_the_working_folder_leave_nothing_on_the_host(layout):
         ]
     )
     out = run_cells(layout.cwd, code)[0]
-    assert f"refused {layout.base} OSError" in out  # read-only host, no tmpfs there
+    assert f"refused {layout.shown} OSError" in out  # shown read-only, no tmpfs there
+    assert "refused /usr/local" in out
     for target in targets:
         assert not (target / name).exists(), f"{target / name} reached the host"
 

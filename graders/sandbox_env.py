@@ -1,0 +1,64 @@
+"""The environment of a sandboxed kernel: what it keeps of the grader's variables, and its own.
+
+A sandboxed kernel (:mod:`graders.sandbox`) starts with a cleared environment: only the variables
+it needs to run (paths, locale, threads, the GPU, the course's settings: :data:`KERNEL_ENV`),
+never the grader's others (a database password or a token its feedback could print), plus a
+private ``HOME`` in its own ``/tmp`` with every tool's configuration folder inside.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SANDBOX_HOME = "/tmp/home"
+
+#: The grader's variables a sandboxed kernel gets (paths, locale, threads, the GPU, the course's
+#: settings), never the rest (a password, a token: student code could print them).
+KERNEL_ENV = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
+                        "CONDA_PREFIX", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONIOENCODING",
+                        "PYTHONWARNINGS", "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE",
+                        "PYDEVD_DISABLE_FILE_VALIDATION", "MPLBACKEND", "CUBLAS_WORKSPACE_CONFIG"})
+KERNEL_ENV_PREFIXES = ("LC_", "DLWORKSHOP_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_",
+                       "VECLIB_", "CUDA_", "NVIDIA_", "PYTORCH_", "CUDNN_", "TORCH_")
+
+
+def kernel_environment(kernel_env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``kernel_env`` a sandboxed kernel keeps (:data:`KERNEL_ENV`)."""
+    return {name: value for name, value in kernel_env.items()
+            if name in KERNEL_ENV or name.startswith(KERNEL_ENV_PREFIXES)}
+
+
+def split_paths(value: str) -> list[Path]:
+    """The paths of an ``os.pathsep``-separated list (empty entries dropped)."""
+    return [Path(p) for p in value.split(os.pathsep) if p]
+
+
+def library_folders(kernel_env: dict[str, str]) -> list[Path]:
+    """The absolute folders of ``LD_LIBRARY_PATH`` (a GPU driver's or CUDA's libraries may live
+    outside the system folders a sandbox shows, e.g. under ``/opt``)."""
+    found = split_paths(kernel_env.get("LD_LIBRARY_PATH", ""))
+    return [p for p in found if p.is_absolute() and p != Path("/")]
+
+
+def environment_args(kernel_env: dict[str, str], repo_root: Path) -> list[str]:
+    """bwrap options that give the kernel a cleared environment with what it needs to run
+    (:func:`kernel_environment`) and a private HOME; ``repo_root`` is dropped from
+    ``PYTHONPATH`` (the kernel cannot see it)."""
+    home = SANDBOX_HOME
+    settings = {
+        "HOME": home, "TMPDIR": "/tmp", "USER": "sandbox", "LOGNAME": "sandbox",
+        "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
+        "XDG_DATA_HOME": f"{home}/.local/share", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
+        "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.local/share/jupyter/runtime",
+    }
+    args: list[str] = ["--clearenv"]  # JPY_PARENT_PID too (its poller would see PID 1 and exit)
+    for name, value in {**kernel_environment(kernel_env), **settings}.items():
+        args += ["--setenv", name, value]
+    pythonpath = [p for p in kernel_env.get("PYTHONPATH", "").split(os.pathsep)
+                  if p and Path(p).resolve() != repo_root]
+    if pythonpath:
+        args += ["--setenv", "PYTHONPATH", os.pathsep.join(pythonpath)]
+    return args
