@@ -192,8 +192,8 @@ class Prestarted:
             kill_sandbox(process.pid)
             with contextlib.suppress(Exception):
                 process.wait(timeout=10)
-        with contextlib.suppress(Exception):
-            run_sync(self.km.cleanup_resources)()
+        with contextlib.suppress(Exception):  # not km.cleanup_resources: jupyter_client binds
+            run_sync(self.km._async_cleanup_resources)()  # it to its own, not the sandbox's
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

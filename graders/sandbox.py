@@ -568,10 +568,12 @@ class SandboxKernelManager(AsyncKernelManager):
         await super()._async_launch_kernel(cmd, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        await super()._async_cleanup_resources(restart=restart)
-        if not restart and self._run_dir is not None:
-            shutil.rmtree(self._run_dir, ignore_errors=True)
-            self._run_dir = None
+        try:
+            await super()._async_cleanup_resources(restart=restart)
+        finally:  # jupyter_client's part fails for a kernel killed from outside
+            if not restart and self._run_dir is not None:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
+                self._run_dir = None
 
 
 def sandbox_settings(

@@ -366,8 +366,18 @@ async def _start_ignore_interrupts_and_kill(cwd: Path, killed: list[int]) -> Non
         assert time.monotonic() - start < 10
         assert not await km.is_alive()
         assert killed == [outer]
-        for process in inside:
-            assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+        # SIGKILL takes effect asynchronously (under load a killed process reads "sleeping" for
+        # a moment): each must be gone or a zombie within seconds
+        def dead(process: psutil.Process) -> bool:
+            try:
+                return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        deadline = time.monotonic() + 5
+        while not all(map(dead, inside)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert all(map(dead, inside)), [p for p in inside if not dead(p)]
     finally:
         kc.stop_channels()
 
