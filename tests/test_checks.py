@@ -318,6 +318,23 @@ def test_points_report_a_student_error_by_its_own_type(capsys):
     assert "FAILED: NotImplementedError" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("type_name", [":", " ", "::", "", "\0pending", None])
+def test_a_failed_part_earns_nothing_whatever_its_errors_name_and_message(capsys, type_name):
+    """A stub raising an error whose class is named ":" (empty message) once read as passed."""
+    from graders.verdict.remote import student_error
+
+    colon = type(":", (Exception,), {})
+    points = checks.Points(3)
+    with points.part(1, "own class"):
+        raise colon()
+    with points.part(1, "sent by the kernel"):
+        raise student_error(type_name, "") if type_name is not None else colon("")
+    with points.part(1, "str() fails"):
+        raise type("E", (Exception,), {"__str__": lambda self: 1 / 0})()
+    assert points.total() == 0.0
+    assert capsys.readouterr().out.count("FAILED") == 3
+
+
 def test_a_part_checked_when_grading_is_announced_at_home(capsys, monkeypatch):
     from dlworkshop import testing
 

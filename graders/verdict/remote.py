@@ -71,7 +71,9 @@ def student_error(type_name: str, message: str, traceback_text: str = "") -> Stu
     that is also an instance of the builtin exception of the same name (``AttributeError``,
     ``KeyError``, ``TypeError``, ...), so that ``hasattr``, ``list()``, ``dict.get``-style code
     in the tests behaves as it would with the student's objects at hand."""
-    base = getattr(builtins, type_name, None) if type_name.isidentifier() else None
+    if not (isinstance(type_name, str) and type_name.isidentifier()):
+        type_name = "Exception"  # a name is all a report shows of it (":" or "" read as nothing)
+    base = getattr(builtins, type_name, None)
     cls = StudentCodeError
     if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
         cls = _student_errors.get(type_name)

@@ -253,7 +253,8 @@ class Points:
 
     def __init__(self, total: float) -> None:
         self.max = float(total)
-        self.parts: list[tuple[str, float, str]] = []  # (what, points, failure message or "")
+        # (what, points, outcome): outcome None (passed), _PENDING, or the failure's message
+        self.parts: list[tuple[str, float, object]] = []
 
     @contextlib.contextmanager
     def part(self, points: float, what: str, when_graded: bool = False) -> Iterator[None]:
@@ -263,26 +264,25 @@ class Points:
         try:
             yield
         except Exception as err:  # noqa: BLE001 (any failure of this part costs its points)
-            kind = getattr(err, "type_name", type(err).__name__)  # the student's own error type
-            message = f"{kind}: {err}".strip().rstrip(":")
-            self.parts.append((what, float(points), message))
+            self.parts.append((what, float(points), _failure(err)))
         else:
             pending = when_graded and not _grading()
-            self.parts.append((what, float(points), _PENDING if pending else ""))
+            self.parts.append((what, float(points), _PENDING if pending else None))
 
     def earned(self) -> float:
-        """Points of the parts that passed (or wait for grading), at most the cell's total."""
-        return min(self.max, sum(p for _, p, failure in self.parts
-                                 if not failure or failure == _PENDING))
+        """Points of the parts that passed (or wait for grading), at most the cell's total.
+        A failed part never counts, whatever its message (a student's error may have none)."""
+        return min(self.max, sum(p for _, p, outcome in self.parts
+                                 if outcome is None or outcome is _PENDING))
 
     def total(self) -> float:
         """Print each part's result and return the points earned (the cell's score)."""
         pending = 0.0
-        for what, points, failure in self.parts:
-            if failure == _PENDING:
+        for what, points, outcome in self.parts:
+            if outcome is _PENDING:
                 mark, pending = "checked when grading (hidden test)", pending + points
             else:
-                mark = "passed" if not failure else f"FAILED: {failure}"
+                mark = "passed" if outcome is None else f"FAILED: {outcome}"
             print(f"[{points:g} point{'s' if points != 1 else ''}] {what}: {mark}")
         earned = self.earned()
         note = f" ({pending:g} of them decided when grading)" if pending else ""
@@ -290,7 +290,21 @@ class Points:
         return earned
 
 
-_PENDING = "\0pending"
+#: A part announced where no grader runs: an object, never text a student's error could carry.
+_PENDING = object()
+
+
+def _failure(err: BaseException) -> str:
+    """What a failed part prints: the error's type (the student's own for an error of their
+    code, when it is a name) and message."""
+    kind = getattr(err, "type_name", None)
+    if not (isinstance(kind, str) and kind.isidentifier()):
+        kind = type(err).__name__
+    try:
+        text = str(err)
+    except Exception:  # noqa: BLE001 (a student's exception whose str() fails)
+        text = ""
+    return f"{kind}: {text}" if text.strip() else kind
 
 
 def _grading() -> bool:
