@@ -248,6 +248,46 @@ def test_models_are_proxies_that_pass_isinstance_and_keep_identity(kernel):
     assert r.passed, r.error
 
 
+def test_a_students_tensor_by_reference_is_never_taken_for_a_tensor_by_torch(kernel):
+    """A proxy that said it was a Parameter made torch's C code read it as a tensor: wrong
+    answers, then a crashed grading process (and the class after it). It reports a stand-in
+    that is not a tensor; torch functions given it compute with its value."""
+    kernel.student("def as_param(x):\n    return nn.Parameter(2 * x)")
+    r = kernel.test(
+        "p = as_param(torch.ones(3))\n"
+        "assert not isinstance(p, torch.Tensor) and p.__class__.__name__ == 'Parameter'\n"
+        "two = torch.full((3,), 2.0)\n"
+        "assert torch.allclose(p, two) and torch.equal(torch.cat([p, p]), torch.cat([two, two]))\n"
+        "assert torch.equal(torch.zeros(3) - p, -two)\n"
+        "assert torch.equal(torch.zeros(3).copy_(p), two)\n"
+        "assert torch.equal(torch.stack([p]), two[None])\n"
+        "assert torch.nn.functional.mse_loss(p, two).item() == 0 and torch.numel(p) == 3\n"
+        "assert torch.as_tensor(np.asarray(p)).sum() == 6\n"
+        "w = net.fc.weight\n"
+        "assert torch.equal(torch.zeros(2, 3).copy_(w), w.detach())\n"
+    )
+    assert r.passed, r.error
+
+
+def test_stand_in_classes_are_per_kernel_and_never_tensors():
+    """One kernel's word about its classes never reaches another's proxies (a kernel that sent
+    Net's ancestry with the class None made the next student's model fail isinstance)."""
+    mro = [["__main__", "Net"], ["torch.nn.modules.module", "Module"], ["builtins", "object"]]
+    mine, theirs = {}, {}
+    assert remote.class_for(["builtins", "int"], mro, mine) is int
+    assert issubclass(remote.class_for(["__main__", "Net"], mro, theirs), torch.nn.Module)
+    assert issubclass(remote.class_for(["__main__", "Net"], mro, mine), torch.nn.Module)
+    param = remote.class_for(["torch.nn.parameter", "Parameter"],
+                             [["torch.nn.parameter", "Parameter"], ["torch", "Tensor"]], mine)
+    assert param.__name__ == "Parameter" and not issubclass(param, torch.Tensor)
+    sub = remote.class_for(["__main__", "MyT"], [["__main__", "MyT"], ["torch", "Tensor"]])
+    assert not issubclass(sub, torch.Tensor)
+    many = {}
+    for i in range(remote.MAX_SHADOWS + 10):
+        remote.class_for(["__main__", f"C{i}"], [["__main__", f"C{i}"]], many)
+    assert len(many) <= remote.MAX_SHADOWS
+
+
 def test_student_errors_keep_their_type_and_say_where(kernel):
     r = kernel.test("x = 1\nboom()\n")
     assert not r.passed

@@ -27,6 +27,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -98,7 +99,7 @@ class BridgeBroken(RuntimeError):
 
 
 # ------------------------------------------------------------------------------- classes
-_shadows: dict[tuple, type] = {}
+MAX_SHADOWS = 4096  # stand-in classes one bridge keeps (a kernel could send endless new ones)
 
 
 def _library_class(module: object, qualname: object) -> type | None:
@@ -116,26 +117,48 @@ def _library_class(module: object, qualname: object) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
-def class_for(cls: object, mro: object) -> type:
-    """The class a proxy reports: the library class itself, or a cached stand-in subclass of
-    the nearest library class in ``mro`` (named like the student's class)."""
+def class_for(cls: object, mro: object, cache: dict[tuple, type] | None = None) -> type:
+    """The class a proxy reports: the library class itself, or a stand-in subclass of the
+    nearest library class in ``mro`` (named like the student's class), kept in ``cache`` (one
+    bridge's: what one kernel says never reaches another's proxies).
+
+    Never a tensor class: torch's C code takes whatever ``isinstance`` calls a tensor as one and
+    reads its memory (a proxy claiming to be a ``Parameter`` crashed the grading process). A
+    proxy of a tensor (a parameter, a leaf that requires grad) reports a stand-in that is not a
+    ``torch.Tensor``; torch functions given one get its value (:meth:`Remote.__torch_function__`).
+    """
     if not isinstance(mro, list):
         mro = []
     key = tuple(tuple(x) for x in mro if isinstance(x, list) and len(x) == 2)
-    if key in _shadows:
-        return _shadows[key]
-    own = _library_class(*cls) if isinstance(cls, list) and len(cls) == 2 else None
-    result = own
+    own = tuple(cls) if isinstance(cls, list) and len(cls) == 2 else None
+    cache = {} if cache is None else cache
+    if (own, key) in cache:
+        return cache[own, key]
+    result = _library_class(*own) if own is not None else None
     if result is None:
         base = next((c for c in (_library_class(*entry) for entry in key[1:])
                      if c is not None), object)
         name = str(key[0][1]).rsplit(".", 1)[-1] if key else "RemoteObject"
-        try:
-            result = type(name, (base,), {"__module__": f"student:{key[0][0] if key else '?'}"})
-        except TypeError:  # a final or metaclass-heavy base
-            result = type(name, (object,), {"__module__": "student"})
-    _shadows[key] = result
+        result = _stand_in(name, base, f"student:{key[0][0] if key else '?'}")
+    if _is_tensor_class(result):
+        result = _stand_in(result.__name__, object, f"student-tensor:{result.__module__}")
+    if len(cache) >= MAX_SHADOWS:
+        cache.clear()
+    cache[own, key] = result
     return result
+
+
+def _stand_in(name: str, base: type, module: str) -> type:
+    try:
+        return type(name, (base,), {"__module__": module})
+    except TypeError:  # a final or metaclass-heavy base
+        return type(name, (object,), {"__module__": module})
+
+
+def _is_tensor_class(cls: type) -> bool:
+    torch = sys.modules.get("torch")
+    tensor = getattr(torch, "Tensor", None)
+    return isinstance(tensor, type) and issubclass(cls, tensor)
 
 
 # ------------------------------------------------------------------------------- the proxy
@@ -231,10 +254,35 @@ class Remote:
     def __array__(self, dtype: object = None, copy: object = None) -> object:
         import numpy as np
 
-        return np.asarray(value_of(self), dtype=dtype)
+        value = value_of(self)
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.Tensor):  # a parameter's value
+            value = value.detach().cpu().numpy()
+        return np.asarray(value, dtype=dtype)
 
     def __reduce_ex__(self, protocol: object) -> object:
         raise TypeError("an object of the student's kernel cannot be pickled or copied")
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: object, args: object = (),
+                           kwargs: object = None) -> object:
+        """A torch function given a proxy (a student's parameter, say) computes with its value:
+        torch never takes a proxy for a tensor of its own."""
+        import torch
+
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*_values(args), **_values(kwargs or {}))
+
+
+def _values(obj: Any) -> Any:
+    """``obj`` with every proxy inside a list, tuple or dict replaced by its value."""
+    if type(obj) is Remote:
+        return value_of(obj)
+    if type(obj) in (list, tuple):
+        return type(obj)(_values(x) for x in obj)
+    if type(obj) is dict:
+        return {k: _values(v) for k, v in obj.items()}
+    return obj
 
 
 def value_of(obj: object) -> object:
@@ -287,6 +335,7 @@ class Bridge:
         self._proxies: weakref.WeakValueDictionary[int, Remote] = weakref.WeakValueDictionary()
         self._released: list[int] = []
         self._session: list[Remote] = []  # proxies kept alive while a test cell runs
+        self._classes: dict[tuple, type] = {}  # this kernel's stand-in classes (class_for)
 
     def close(self) -> None:
         self.socket.close(0)
@@ -395,7 +444,7 @@ class Bridge:
             raise wire.WireError("bad reference")
         proxy = self._proxies.get(handle)
         if proxy is None:
-            proxy = Remote(self, handle, class_for(h.get("cls"), h.get("mro")))
+            proxy = Remote(self, handle, class_for(h.get("cls"), h.get("mro"), self._classes))
             self._proxies[handle] = proxy
             weakref.finalize(proxy, self._released.append, handle)
         if handle in self._released:  # came back before its release was sent
