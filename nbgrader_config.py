@@ -88,3 +88,7 @@ c.GenerateFeedback.preprocessors = [
 # A feedback page shows outputs of the student's own notebook: no script of theirs runs when
 # the student or the instructor opens it (nbconvert sanitizes HTML and drops JavaScript).
 c.HTMLExporter.sanitize_html = True
+# nbgrader's feedback and formgrade templates render markdown cells (and grading comments)
+# without that sanitizer: every page nbgrader renders gets them cleaned first (a student's
+# script in a markdown cell ran in the feedback page and in the instructor's formgrader).
+c.HTMLExporter.preprocessors = ["graders.safe_markdown.SafeMarkdown"]

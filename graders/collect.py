@@ -302,7 +302,7 @@ def parse_notebook(data: bytes) -> tuple[nbformat.NotebookNode | None, str]:
         return None, "not UTF-8 text: not a notebook"
     try:
         json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # nested past the parser's limit
         return None, f"corrupt JSON ({err})"
     try:  # nbformat raises ValidationError, or TypeError/KeyError on odd structures
         nb = nbformat.reads(text, as_version=4)

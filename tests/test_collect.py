@@ -86,6 +86,9 @@ def test_folder_layout_takes_renames_and_refuses_with_reasons(tmp_path):
         "ivan/homework.ipynb": notebook_bytes("01_dnn", "ivan"),  # matched by its grade ids
         "erin/01_dnn.pdf": b"%PDF-1.4",
         "frank/01_dnn.ipynb": b'{"cells": [',  # truncated JSON
+        # nested past the parser's recursion limit: once stopped the whole class's collection
+        "aaron/01_dnn.ipynb": b"[" * 200_000 + b"]" * 200_000,
+        "aaron/homework.ipynb": b"[" * 200_000 + b"]" * 200_000,
         "gina/02_cnn.ipynb": b'{"cells": 5, "nbformat": 4}',  # JSON, not a notebook
         "hank/homework.ipynb": notebook_bytes(None, "hank"),
         "kim/01_dnn/01_dnn.ipynb": notebook_bytes("01_dnn", "kim"),
@@ -118,6 +121,8 @@ def test_folder_layout_takes_renames_and_refuses_with_reasons(tmp_path):
     reasons = {
         "erin/01_dnn.pdf": "not a notebook",
         "frank/01_dnn.ipynb": "corrupt JSON",
+        "aaron/01_dnn.ipynb": "corrupt JSON",
+        "aaron/homework.ipynb": "cannot match",
         "gina/02_cnn.ipynb": "not a valid notebook",
         "hank/homework.ipynb": "cannot match",
         "judy/01_dnn.ipynb": "duplicate: older than judy/01_dnn (1).ipynb",

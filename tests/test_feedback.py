@@ -327,10 +327,92 @@ def fb_course(tmp_path_factory) -> Course:
     course = Course(root)
     course.generate_release(A)
     course.submit("honest", A, _submission(course, HONEST))
-    course.submit("leaky", A, _submission(course, LEAKY, output=SUBMITTED_MARK))
+    leaky = _submission(course, LEAKY, output=SUBMITTED_MARK)
+    leaky.cells.append(new_markdown_cell(MARKUP))
+    course.submit("leaky", A, leaky)
     course.autograde(A)
     _plant_grading_leaks(course, "leaky")
     return course
+
+
+MARKUP = ('<script>document.title="pwned"</script>\n\n<img src=x onerror="document.title=1">'
+          '\n\n[click me](javascript:document.title=2)\n\n<form action="https://e.example">'
+          '<input name="q"></form>\n\n<iframe src="https://e.example"></iframe>\n\n'
+          'A *real* answer with `code` and a [good link](https://pytorch.org).')
+
+
+class _Active(HTMLParser):
+    """What of MARKUP would act in a browser: its script, or an element carrying one of its
+    attribute values (an ``onerror``, a ``javascript:`` link, a form or frame to e.example)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._script = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self._script = tag == "script"
+        for name, value in attrs:
+            if any(mark in (value or "") for mark in ("document.title", "e.example")) or (
+                tag == "input" and (name, value) == ("name", "q")
+            ):
+                self.found.append(f"<{tag} {name}={value}>")
+
+    def handle_data(self, data: str) -> None:
+        if self._script and "pwned" in data:
+            self.found.append(f"<script>{data}")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._script = False
+
+
+def active_markup(page: str) -> list[str]:
+    parser = _Active()
+    parser.feed(page)
+    return parser.found
+
+
+def test_a_students_markup_never_acts_in_feedback_or_the_formgrader(fb_course):
+    """nbgrader's feedback and formgrade templates render markdown cells unsanitized: a
+    student's script ran in the feedback page and in the formgrader (the instructor's Jupyter
+    server). The course's SafeMarkdown cleans them for every page nbgrader renders."""
+    from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+
+    course = fb_course
+    proc = _plain_nbgrader_feedback(course)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = course.feedback_path("leaky", A).read_text()
+    assert active_markup(page) == []
+    assert "&lt;script&gt;document.title" in page  # shown as text: the instructor sees it
+    assert '<a href="https://pytorch.org">good link</a>' in page and "<em>real</em>" in page
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    config.HTMLExporter.template_name = "formgrade"  # as the formgrader's view renders it
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    view = {"assignment_id": A, "notebook_id": A, "submission_id": "s", "index": 0, "total": 1,
+            "base_url": "/", "student": "leaky", "last_name": "", "first_name": "",
+            "notebook_path": "/x", "mathjax_url": ""}  # what nbgrader's handler passes
+    formgrade, _ = HTMLExporter(config=config).from_filename(
+        str(course.autograded_path("leaky", A)), resources=dict(view))
+    assert active_markup(formgrade) == [] and "good link" in formgrade
+    bare = HTMLExporter(config=Config(HTMLExporter={"template_name": "formgrade",
+                                                    "extra_template_basedirs": [
+                                                        handlers.template_path]}))
+    unsafe, _ = bare.from_filename(str(course.autograded_path("leaky", A)), resources=dict(view))
+    assert active_markup(unsafe)  # the check has teeth: nbgrader's own view lets it act
+
+
+def test_safe_markdown_cleans_grading_comments_too():
+    """A scan flag quotes the student's line in the cell's comment, which the feedback page
+    renders as markdown: ``!<img src=x onerror=...>`` became a live element."""
+    from graders.safe_markdown import SafeMarkdown
+
+    cell = new_markdown_cell("**bold** and $x^2$", metadata={"nbgrader": {
+        "comment": 'shell escape: `!ls` <img src=x onerror="document.title=1">'}})
+    cell, _ = SafeMarkdown().preprocess_cell(cell, {}, 0)
+    assert active_markup(cell.metadata.nbgrader.comment) == []
+    assert "<code>!ls</code>" in cell.metadata.nbgrader.comment
+    assert "<strong>bold</strong> and $x^2$" in cell.source
 
 
 def _plant_grading_leaks(course: Course, student: str) -> None:

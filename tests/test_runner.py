@@ -512,3 +512,18 @@ def test_the_package_parses_python_one_thread_at_a_time(monkeypatch):
               for n, line in enumerate(p.read_text().splitlines(), 1)
               if re.search(r"(?<![\w.])ast\.parse\(", line)]
     assert direct == []
+
+
+def test_a_long_log_is_read_by_its_start_and_end(tmp_path):
+    """A kernel writing to its file descriptors fills the run's log (up to the sandbox's file
+    size limit); the grading process reads its start and end, never all of it."""
+    log = tmp_path / "nbgrader.log"
+    log.write_bytes(b"[AutogradeApp | ERROR] first\n" + b"x" * (8 << 20)
+                    + b"\nnbclient.exceptions.DeadKernelError: Kernel died\n")
+    text = runner.read_log(log)
+    assert len(text) < 2 << 20
+    assert text.startswith("[AutogradeApp | ERROR] first") and "bytes of the log left out" in text
+    assert runner._from_log(text, 1) == runner.EXCEPTIONS["DeadKernelError"]
+    short = tmp_path / "short.log"
+    short.write_text("all of it")
+    assert runner.read_log(short) == "all of it" and runner.read_log(tmp_path / "none") == ""

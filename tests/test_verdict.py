@@ -6,6 +6,7 @@ nbclient runs them, "test cells" through :class:`graders.verdict.execute.Grading
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -491,6 +492,24 @@ def _peer(bridge):
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(bridge.address)
     return sock
+
+
+def test_the_trusted_side_queues_few_messages_from_a_kernel(bridge):
+    """A kernel sending messages nobody asked for (twelve of 128 MiB grew the grading process
+    to 1.5 GiB) fills a queue of a few; then its own sends wait."""
+    import zmq
+
+    assert bridge.socket.getsockopt(zmq.RCVHWM) == remote.RECEIVE_QUEUE <= 4
+    peer = _peer(bridge)
+    peer.setsockopt(zmq.SNDHWM, 1)
+    peer.setsockopt(zmq.SNDTIMEO, 200)
+    sent = 0
+    with contextlib.suppress(zmq.Again):
+        for _ in range(100):
+            peer.send(b"x" * (1 << 20))
+            sent += 1
+    peer.close(0)
+    assert sent < 20
 
 
 def test_a_request_to_a_kernel_that_is_gone_fails_instead_of_waiting_for_ever(bridge):

@@ -46,6 +46,7 @@ REMOTE_DUNDERS = frozenset({"__name__", "__qualname__", "__module__", "__func__"
 #: Request fields sent as plain JSON; the others are values, encoded together as ``data``.
 PLAIN_FIELDS = frozenset({"name", "n", "limit", "module", "path", "names"})
 INTERRUPT_GRACE_S = 10.0
+RECEIVE_QUEUE = 4  # messages from the kernel queued on the trusted side, at most
 SEND_TIMEOUT_S = 5.0  # a request the kernel's agent does not take within this: it is gone
 HELLO_TIMEOUT_S = 60.0
 
@@ -317,6 +318,9 @@ class Bridge:
         self.socket = self.context.socket(zmq.PAIR)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_mb << 20)  # bigger: dropped
+        # one reply is awaited at a time: a kernel sending more than that queues a few, not
+        # zmq's default thousand (each up to the size above) in the grading process
+        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         # a PAIR socket whose peer is gone (the kernel died, or its agent quit) blocks a send
         # for ever: give up instead
         self.socket.setsockopt(zmq.SNDTIMEO, int(SEND_TIMEOUT_S * 1000))
