@@ -16,8 +16,8 @@ What the kernel sees
     * **Read-only**, at their paths, even inside a hidden folder: the Python installation
       (``sys.prefix``, ``sys.base_prefix``, the interpreter's folder), the folders of editable
       installs (``.pth`` paths, setuptools editable-finder mappings: ``src/`` for ``dlworkshop``),
-      those of ``LD_LIBRARY_PATH`` and ``GRADERS_SANDBOX_READONLY``. The data caches in
-      :data:`SHARED_CACHES` (``$DLWORKSHOP_CACHE``, default ``~/.cache/dlworkshop``, and
+      those of ``LD_LIBRARY_PATH`` and ``GRADERS_SANDBOX_READONLY``. The data caches of
+      ``sandbox_env.SHARED_CACHES`` (``$DLWORKSHOP_CACHE``, default ``~/.cache/dlworkshop``, and
       ``$TORCH_HOME``, default ``~/.cache/torch``) are shown read-only too when they exist, and
       the kernel's variables point at them (MNIST then loads in milliseconds, not 4 s).
     * **Writable**: only a private tmpfs ``/tmp`` of ``disk_mb`` MiB (the kernel's working folder
@@ -29,7 +29,8 @@ What the kernel sees
       in ``/tmp/work`` under their names, so relative paths in a notebook work as before.
     * No network: a new network namespace holds only a down loopback, so neither the host's
       127.0.0.1 nor the outside world (DNS included) can be reached. The kernel talks to the
-      grader over Jupyter's ``ipc`` transport: unix sockets in a private folder bound writable.
+      grader over Jupyter's ``ipc`` transport: unix sockets in a private folder bound writable
+      (on the host's disk: more than ``disk_mb`` written there kills the kernel).
     * Own PID, IPC and UTS namespaces, a new session (no terminal injection), killed with its
       parent (``--die-with-parent``), all capabilities dropped, ``no_new_privs`` set. When the
       kernel dies or is killed, every process it started dies with its PID namespace.
@@ -82,7 +83,6 @@ check the status first and warn loudly when they grade without the sandbox.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
 import glob
@@ -90,10 +90,11 @@ import itertools
 import os
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -104,15 +105,16 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
-from graders import syntax
 from graders.resources import cuda_hidden
 from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV and kernel_environment: re-exported)
     KERNEL_ENV,
     KERNEL_ENV_PREFIXES,
     SANDBOX_HOME,
+    editable_paths,
     environment_args,
     kernel_environment,
     library_folders,
+    shared_caches,
     split_paths,
 )
 
@@ -205,38 +207,10 @@ def _existing(paths: Iterable[Path | str]) -> list[Path]:
     return sorted(found, key=lambda p: (len(p.parts), str(p)))
 
 
-def _editable_paths() -> list[Path]:
-    """Folders that editable installs put on ``sys.path`` (``.pth`` lines, editable finders)."""
-    paths: list[Path] = []
-    for sitedir in {*site.getsitepackages(), site.getusersitepackages()}:
-        for pth in glob.glob(os.path.join(sitedir, "*.pth")):
-            for line in Path(pth).read_text(errors="replace").splitlines():
-                line = line.strip()
-                if line and not line.startswith(("#", "import")) and os.path.isdir(line):
-                    paths.append(Path(line))
-        for finder in glob.glob(os.path.join(sitedir, "__editable___*_finder.py")):
-            paths.extend(_finder_mapping(Path(finder)))
-    return paths
-
-
-def _finder_mapping(finder: Path) -> list[Path]:
-    """The package folders listed in a setuptools editable finder's ``MAPPING``."""
-    tree = syntax.parse(finder.read_text(errors="replace"))
-    for node in ast.walk(tree):
-        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
-        if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:
-            try:
-                mapping = ast.literal_eval(node.value)
-            except ValueError:
-                return []
-            return [Path(p) for p in mapping.values()]
-    return []
-
-
 def python_paths() -> list[Path]:
     """What the kernel needs to run this Python: its installation and editable installs."""
     exe_dir = Path(os.path.realpath(sys.executable)).parent
-    return _existing([sys.prefix, sys.base_prefix, exe_dir, *_editable_paths()])
+    return _existing([sys.prefix, sys.base_prefix, exe_dir, *editable_paths()])
 
 
 def default_grader_hidden(kernel_cwd: Path) -> list[Path]:
@@ -255,21 +229,6 @@ def default_hidden() -> list[Path]:
     """Folders always hidden: this repository and the host ``$HOME``."""
     home = Path.home()
     return _existing([REPO_ROOT] + ([home] if home != Path("/") else []))
-
-
-# Read-only caches of public data for the kernels, by the variable that points at them.
-SHARED_CACHES = {"DLWORKSHOP_CACHE": ".cache/dlworkshop", "TORCH_HOME": ".cache/torch"}
-
-
-def shared_caches(env: dict[str, str]) -> dict[str, Path]:
-    """The :data:`SHARED_CACHES` that exist on the host, by variable (its value or the default
-    under the host ``$HOME``)."""
-    found = {}
-    for name, below_home in SHARED_CACHES.items():
-        path = Path(env.get(name) or Path(env.get("HOME") or Path.home()) / below_home)
-        if path.is_dir():
-            found[name] = path.resolve()
-    return found
 
 
 def gpu_devices() -> list[Path]:
@@ -502,6 +461,40 @@ def kill_sandbox(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+RUN_FOLDER_POLL_S = 0.25
+RUN_FOLDER_ENTRIES = 1000  # sockets and a connection file are all a kernel needs there
+
+
+def folder_usage(folder: Path, max_entries: int = RUN_FOLDER_ENTRIES) -> tuple[int, int]:
+    """``(bytes, entries)`` below ``folder`` (apparent sizes; counting stops past
+    ``max_entries``)."""
+    total = count = 0
+    stack = [str(folder)]
+    while stack and count <= max_entries:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                count += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+    return total, count
+
+
+def watch_run_folder(process: Any, folder: Path, limit: int, log: Any) -> None:
+    """Kill the sandbox of ``process`` when its run folder (on the host's disk: the one writable
+    place there, for its sockets) holds more than ``limit`` bytes or too many entries."""
+    while process.poll() is None:
+        used, entries = folder_usage(folder)
+        if used > limit or entries > RUN_FOLDER_ENTRIES:
+            log.error("the kernel wrote %d MiB (%d entries) into its run folder, over the "
+                      "sandbox's disk limit: killed", used >> 20, entries)
+            kill_sandbox(process.pid)
+            return
+        time.sleep(RUN_FOLDER_POLL_S)
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernels run in the bubblewrap sandbox.
 
@@ -566,6 +559,11 @@ class SandboxKernelManager(AsyncKernelManager):
                                        dict(kw.get("env") or os.environ))
         self.log.debug("sandboxed kernel: %s", cmd)
         await super()._async_launch_kernel(cmd, **kw)
+        limit = Limits.from_env(dict(kw.get("env") or os.environ)).disk_mb << 20
+        process = getattr(self.provisioner, "process", None)
+        if process is not None:
+            threading.Thread(target=watch_run_folder, args=(process, self._run_dir, limit,
+                             self.log), daemon=True, name="run-folder-watch").start()
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         try:

@@ -1,4 +1,5 @@
-"""The environment of a sandboxed kernel: what it keeps of the grader's variables, and its own.
+"""The environment of a sandboxed kernel: what it keeps of the grader's variables, its own, and
+the folders of the host's Python it needs.
 
 A sandboxed kernel (:mod:`graders.sandbox`) starts with a cleared environment: only the variables
 it needs to run (paths, locale, threads, the GPU, the course's settings: :data:`KERNEL_ENV`),
@@ -8,8 +9,13 @@ private ``HOME`` in its own ``/tmp`` with every tool's configuration folder insi
 
 from __future__ import annotations
 
+import ast
+import glob
 import os
+import site
 from pathlib import Path
+
+from graders import syntax
 
 SANDBOX_HOME = "/tmp/home"
 
@@ -62,3 +68,46 @@ def environment_args(kernel_env: dict[str, str], repo_root: Path) -> list[str]:
     if pythonpath:
         args += ["--setenv", "PYTHONPATH", os.pathsep.join(pythonpath)]
     return args
+
+
+def editable_paths() -> list[Path]:
+    """Folders that editable installs put on ``sys.path`` (``.pth`` lines, editable finders)."""
+    paths: list[Path] = []
+    for sitedir in {*site.getsitepackages(), site.getusersitepackages()}:
+        for pth in glob.glob(os.path.join(sitedir, "*.pth")):
+            for line in Path(pth).read_text(errors="replace").splitlines():
+                line = line.strip()
+                if line and not line.startswith(("#", "import")) and os.path.isdir(line):
+                    paths.append(Path(line))
+        for finder in glob.glob(os.path.join(sitedir, "__editable___*_finder.py")):
+            paths.extend(finder_mapping(Path(finder)))
+    return paths
+
+
+def finder_mapping(finder: Path) -> list[Path]:
+    """The package folders listed in a setuptools editable finder's ``MAPPING``."""
+    tree = syntax.parse(finder.read_text(errors="replace"))
+    for node in ast.walk(tree):
+        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+        if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:
+            try:
+                mapping = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            return [Path(p) for p in mapping.values()]
+    return []
+
+
+# Read-only caches of public data for the kernels, by the variable that points at them.
+SHARED_CACHES = {"DLWORKSHOP_CACHE": ".cache/dlworkshop", "TORCH_HOME": ".cache/torch"}
+
+
+def shared_caches(env: dict[str, str]) -> dict[str, Path]:
+    """The :data:`SHARED_CACHES` that exist on the host, by variable (its value or the default
+    under the host ``$HOME``)."""
+    found = {}
+    for name, below_home in SHARED_CACHES.items():
+        path = Path(env.get(name) or Path(env.get("HOME") or Path.home()) / below_home)
+        if path.is_dir():
+            found[name] = path.resolve()
+    return found

@@ -232,6 +232,27 @@ def test_what_a_kernel_may_write_is_bounded_by_the_disk_limit(layout, monkeypatc
     assert int(size_mb) <= 16
 
 
+def test_a_kernel_that_fills_its_run_folder_is_killed(layout, monkeypatch):
+    """The folder of the kernel's sockets is on the host's disk and writable: a kernel that
+    wrote 1.5 GiB there (its path is in ``sys.argv``) was graded as if nothing happened."""
+    from nbclient.exceptions import DeadKernelError
+
+    monkeypatch.setenv("GRADERS_SANDBOX_DISK_MB", "16")
+    fill = ("import os, sys, time\n"
+            "run = os.path.dirname(sys.argv[sys.argv.index('-f') + 1])\n"
+            "for i in range(200):\n"
+            "    open(os.path.join(run, f'fill{i}'), 'wb').write(b'x' * 2**20)\n"
+            "    time.sleep(0.02)\n"
+            "print('wrote 200 MiB')")
+    with pytest.raises(DeadKernelError):
+        run_cells(layout.cwd, fill, timeout=60)
+    usage = layout.base / "usage"
+    (usage / "sub").mkdir(parents=True)
+    (usage / "a").write_bytes(b"x" * 10)
+    (usage / "sub" / "b").write_bytes(b"y" * 5)
+    assert sandbox.folder_usage(usage) == (15, 3)
+
+
 def test_hidden_course_cannot_be_read_or_listed(layout):
     out = run_cells(
         layout.cwd,
