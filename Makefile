@@ -15,7 +15,7 @@ export OPENBLAS_NUM_THREADS ?= $(THREADS)
 export MKL_NUM_THREADS ?= $(THREADS)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test lint release calibrate bench clean system-deps check-system-deps bench-graders bench-class
+.PHONY: setup demo test test-variants lint release calibrate bench clean system-deps check-system-deps bench-graders bench-class
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ demo: setup
 test: setup check-system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# every mutant and alternative, `extended = true` ones too (make test runs the others)
+test-variants: setup
+	DLWORKSHOP_ALL_VARIANTS=1 $(PY) -m pytest tests/test_mutations.py
 
 lint: setup
 	$(PY) -m ruff check .

@@ -23,6 +23,9 @@ class Variant:
     targets: tuple[str, ...]  # `fails` of a mutant, `covers` of an alternative
     why: str = ""
     demo: bool = False
+    #: a further case of a claim already proved by another variant: run by `make test-variants`
+    #: (every variant), not by `make test` (whose time CI bounds)
+    extended: bool = False
     #: a mutant's exact score in a target cell where it keeps some points (partial credit);
     #: in every other target it must score 0
     scores: dict[str, float] = field(default_factory=dict)
@@ -56,6 +59,7 @@ def _variant(kind: str, entry: dict) -> Variant:
         targets=targets,
         why=entry.get("why", ""),
         demo=bool(entry.get("demo", False)),
+        extended=bool(entry.get("extended", False)),
         scores=scores,
     )
 
