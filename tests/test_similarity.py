@@ -137,7 +137,7 @@ def test_every_planted_copy_ranks_above_every_independent_pair(generated):
         return min(cmp.students[a].kept_count(), cmp.students[b].kept_count()) < 10
 
     real = {p for p in copy_pairs if not tiny(*p)}
-    assert len(real) >= len(copy_pairs) - 3
+    assert len(real) >= 0.8 * len(copy_pairs), sorted(copy_pairs - real)  # the test has teeth
     copies = [scores.get(p, 0.0) for p in real]
     assert min(copies) > max(independent), (min(copies), max(independent))
     for a, b in real:
