@@ -155,15 +155,6 @@ def differences(record: Mapping[str, Any], kernel_name: str, env: Mapping[str, s
     return why
 
 
-def _size(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
 # ------------------------------------------------------------------------- the parent's side
 @dataclass
 class Prestarted:
@@ -330,7 +321,10 @@ class Ahead:
             plan = self._plan(job)
             if plan is not None:
                 folder, files, kernel_name, modules = plan
-                size = sum(_size(p) if p.is_dir() else p.stat().st_size for p in files)
+                from graders.sandbox import folder_usage
+
+                size = sum(folder_usage(p, max_entries=2**62)[0] if p.is_dir()
+                           else p.stat().st_size for p in files)
                 if size <= MAX_WORK_BYTES:
                     kernel = start(folder, files, kernel_name, kernel_env, modules)
                     kernel.env = dict(env)
