@@ -250,6 +250,7 @@ def sandbox_arguments(
     import dataclasses
 
     from graders import sandbox
+    from graders.sandbox_env import ENV_RUN_ROOT
 
     hide = list(dict.fromkeys([course.root, REPO_ROOT, scratch_root]))
     readonly = [Path(sys.prefix).resolve(), REPO_ROOT / "src"]
@@ -264,6 +265,7 @@ def sandbox_arguments(
         **{k: v for k, v in wanted.items() if k in known and v is not None}
     )
     args, env = sandbox.sandbox_settings(hide, readonly, sandbox_limits)
+    env[ENV_RUN_ROOT] = str(scratch_root / "kernels")
     if limits.disk_mb is not None:
         env[ENV_DISK_MB] = str(limits.disk_mb)
     return args, env

@@ -106,7 +106,8 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from graders.resources import cuda_hidden
-from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV and kernel_environment: re-exported)
+from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV, ENV_RUN_ROOT, kernel_environment: re-exported)
+    ENV_RUN_ROOT,
     KERNEL_ENV,
     KERNEL_ENV_PREFIXES,
     SANDBOX_HOME,
@@ -114,6 +115,7 @@ from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV and kernel_environme
     environment_args,
     kernel_environment,
     library_folders,
+    run_folder,
     shared_caches,
     split_paths,
 )
@@ -547,7 +549,7 @@ class SandboxKernelManager(AsyncKernelManager):
         if not status.available:
             raise SandboxUnavailable(f"cannot sandbox the kernel: {status.reason}")
         if self._run_dir is None:
-            self._run_dir = Path(tempfile.mkdtemp(prefix="sandbox-kernel-"))
+            self._run_dir = run_folder()
             self.connection_file = str(self._run_dir / "kernel.json")
             self.ip = str(self._run_dir / "kernel-ipc")
         return await super()._async_pre_start_kernel(**kw)

@@ -13,11 +13,17 @@ import ast
 import glob
 import os
 import site
+import tempfile
 from pathlib import Path
 
 from graders import syntax
 
 SANDBOX_HOME = "/tmp/home"
+#: Where a grading run's sandboxed kernels keep their connection files and sockets (set by
+#: ``graders autograde`` to a folder of its scratch course, which it removes even when a grading
+#: process is killed from outside and its kernels' own clean-up never ran).
+ENV_RUN_ROOT = "GRADERS_KERNEL_RUN_ROOT"
+RUN_ROOT_MAX = 64  # a socket's path is at most 107 bytes: room for the folders below it
 
 #: The grader's variables a sandboxed kernel gets (paths, locale, threads, the GPU, the course's
 #: settings), never the rest (a password, a token: student code could print them).
@@ -111,3 +117,13 @@ def shared_caches(env: dict[str, str]) -> dict[str, Path]:
         if path.is_dir():
             found[name] = path.resolve()
     return found
+
+
+def run_folder() -> Path:
+    """A new private folder for one kernel's connection file and sockets: under
+    ``$GRADERS_KERNEL_RUN_ROOT`` when it is set and short enough, else the temporary folder."""
+    root = os.environ.get(ENV_RUN_ROOT, "")
+    if root and len(root) <= RUN_ROOT_MAX:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="sandbox-kernel-", dir=root))
+    return Path(tempfile.mkdtemp(prefix="sandbox-kernel-"))

@@ -253,6 +253,21 @@ def test_a_kernel_that_fills_its_run_folder_is_killed(layout, monkeypatch):
     assert sandbox.folder_usage(usage) == (15, 3)
 
 
+def test_run_folders_lie_under_the_grading_runs_root_and_go_with_the_kernel(layout, monkeypatch):
+    """``graders autograde`` puts its kernels' run folders in its scratch course (hidden from
+    the kernels): a grading process killed from outside left them in /tmp, now the scratch
+    course's removal takes them. A root too long for socket paths falls back to /tmp."""
+    root = layout.course / "kernels"
+    monkeypatch.setenv(sandbox.ENV_RUN_ROOT, str(root))
+    out = run_cells(layout.cwd, "import sys; print(sys.argv[sys.argv.index('-f') + 1])")
+    assert Path(out[0]).parent.parent == root, out
+    assert root.is_dir() and list(root.iterdir()) == []  # the kernel's clean-up removed its own
+    monkeypatch.setenv(sandbox.ENV_RUN_ROOT, str(layout.base / ("x" * 80)))
+    folder = sandbox.run_folder()
+    assert folder.parent == Path(tempfile.gettempdir())
+    folder.rmdir()
+
+
 def test_hidden_course_cannot_be_read_or_listed(layout):
     out = run_cells(
         layout.cwd,
