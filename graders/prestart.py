@@ -176,7 +176,7 @@ class Prestarted:
         """Kill the kernel (whether or not it was adopted), reap it, remove its files."""
         from jupyter_core.utils import run_sync
 
-        from graders.sandbox import kill_sandbox
+        from graders.sandbox_watch import kill_sandbox
 
         process = getattr(self.km.provisioner, "process", None)
         if process is not None and process.poll() is None:  # never a pid reaped already
@@ -321,7 +321,7 @@ class Ahead:
             plan = self._plan(job)
             if plan is not None:
                 folder, files, kernel_name, modules = plan
-                from graders.sandbox import folder_usage
+                from graders.sandbox_watch import folder_usage
 
                 size = sum(folder_usage(p, max_entries=2**62)[0] if p.is_dir()
                            else p.stat().st_size for p in files)
@@ -437,7 +437,7 @@ class _Process:
         os.kill(self.pid, signum)
 
     def kill(self) -> None:
-        from graders.sandbox import kill_sandbox
+        from graders.sandbox_watch import kill_sandbox
 
         if self.poll() is None:  # still this kernel (psutil checks the start time)
             kill_sandbox(self.pid)

@@ -64,7 +64,8 @@ Limits (:class:`Limits`; environment variable, default)
       ``/dev/shm`` (they live in the host's memory): what a submission may write. A full ``/tmp``
       makes writes fail with "No space left on device"; the grading watchdog
       (``graders.runner``) sees it and stops the kernel with a reason.
-    Core dumps are off.
+    Core dumps are off. CPU: each kernel, with all it starts, joins a CPU group of its own
+    weighted by its worker's threads where the grader may make one (:mod:`graders.cpushare`).
 
 Using it with nbgrader
     nbgrader's ``Execute`` preprocessor passes ``kernel_manager_class`` to nbclient as a
@@ -83,28 +84,25 @@ check the status first and warn loudly when they grade without the sandbox.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import glob
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import psutil
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
+from graders import cpushare
 from graders.resources import cuda_hidden
 from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV, ENV_RUN_ROOT, kernel_environment: re-exported)
     ENV_RUN_ROOT,
@@ -119,6 +117,7 @@ from graders.sandbox_env import (  # noqa: F401 (KERNEL_ENV, ENV_RUN_ROOT, kerne
     shared_caches,
     split_paths,
 )
+from graders.sandbox_watch import kill_sandbox, watch_run_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_HIDE = "GRADERS_SANDBOX_HIDE"
@@ -228,9 +227,10 @@ def default_grader_hidden(kernel_cwd: Path) -> list[Path]:
 
 
 def default_hidden() -> list[Path]:
-    """Folders always hidden: this repository and the host ``$HOME``."""
+    """Folders always hidden: this repository, the host ``$HOME`` and its control groups (the
+    other kernels' CPU groups, :mod:`graders.cpushare`, list their processes)."""
     home = Path.home()
-    return _existing([REPO_ROOT] + ([home] if home != Path("/") else []))
+    return _existing([REPO_ROOT, Path("/sys/fs/cgroup")] + ([home] if home != Path("/") else []))
 
 
 def gpu_devices() -> list[Path]:
@@ -436,67 +436,6 @@ def sandboxed_kernel_command(
 
 
 # ------------------------------------------------------------------------------ jupyter side
-def kill_sandbox(pid: int) -> None:
-    """SIGKILL the sandbox whose outer ``bwrap`` process is ``pid``, and everything in it. The
-    caller makes sure ``pid`` is still that process (its child not reaped yet, or a
-    :class:`psutil.Process` that is running): a reaped pid may be another process by now.
-
-    Killing the outer ``bwrap`` alone is not enough while the sandbox is young: its inner
-    process (the init of the sandbox's process namespace, in a session of its own) takes its
-    parent-death signal during its own start-up, and one orphaned before that lives on with the
-    kernel (seen under load: a kernel killed within milliseconds of its start, 1 in 10). So the
-    outer one is stopped first (it cannot start the inner one while its children are read),
-    the inner one is killed (its death takes every process of the namespace with it), then the
-    outer one."""
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        inside = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        inside = []
-    for process in inside:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-
-
-RUN_FOLDER_POLL_S = 0.25
-RUN_FOLDER_ENTRIES = 1000  # sockets and a connection file are all a kernel needs there
-
-
-def folder_usage(folder: Path, max_entries: int = RUN_FOLDER_ENTRIES) -> tuple[int, int]:
-    """``(bytes, entries)`` below ``folder`` (apparent sizes; counting stops past
-    ``max_entries``)."""
-    total = count = 0
-    stack = [str(folder)]
-    while stack and count <= max_entries:
-        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                count += 1
-                with contextlib.suppress(OSError):
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_size
-    return total, count
-
-
-def watch_run_folder(process: Any, folder: Path, limit: int, log: Any) -> None:
-    """Kill the sandbox of ``process`` when its run folder (on the host's disk: the one writable
-    place there, for its sockets) holds more than ``limit`` bytes or too many entries."""
-    while process.poll() is None:
-        used, entries = folder_usage(folder)
-        if used > limit or entries > RUN_FOLDER_ENTRIES:
-            log.error("the kernel wrote %d MiB (%d entries) into its run folder, over the "
-                      "sandbox's disk limit: killed", used >> 20, entries)
-            kill_sandbox(process.pid)
-            return
-        time.sleep(RUN_FOLDER_POLL_S)
-
-
 class SandboxKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernels run in the bubblewrap sandbox.
 
@@ -507,6 +446,7 @@ class SandboxKernelManager(AsyncKernelManager):
     """
 
     _run_dir: Path | None = None
+    _cpu_group: Path | None = None  # its CPU share (graders.cpushare), None where there is none
 
     @default("transport")
     def _default_transport(self) -> str:
@@ -557,8 +497,10 @@ class SandboxKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         assert self._run_dir is not None
         cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
-        cmd = sandboxed_kernel_command(kernel_cmd, cwd, self._run_dir,
-                                       dict(kw.get("env") or os.environ))
+        env = dict(kw.get("env") or os.environ)
+        self._cpu_group = cpushare.create(cpushare.cpus_of(env))
+        cmd = cpushare.join_command(self._cpu_group,
+                                    sandboxed_kernel_command(kernel_cmd, cwd, self._run_dir, env))
         self.log.debug("sandboxed kernel: %s", cmd)
         await super()._async_launch_kernel(cmd, **kw)
         limit = Limits.from_env(dict(kw.get("env") or os.environ)).disk_mb << 20
@@ -571,6 +513,8 @@ class SandboxKernelManager(AsyncKernelManager):
         try:
             await super()._async_cleanup_resources(restart=restart)
         finally:  # jupyter_client's part fails for a kernel killed from outside
+            cpushare.remove(self._cpu_group)
+            self._cpu_group = None
             if not restart and self._run_dir is not None:
                 shutil.rmtree(self._run_dir, ignore_errors=True)
                 self._run_dir = None

@@ -26,7 +26,7 @@ from jupyter_client import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from graders import sandbox
+from graders import cpushare, sandbox, sandbox_watch
 from graders.course import REPO_ROOT, Course
 
 pytestmark = [
@@ -250,7 +250,7 @@ def test_a_kernel_that_fills_its_run_folder_is_killed(layout, monkeypatch):
     (usage / "sub").mkdir(parents=True)
     (usage / "a").write_bytes(b"x" * 10)
     (usage / "sub" / "b").write_bytes(b"y" * 5)
-    assert sandbox.folder_usage(usage) == (15, 3)
+    assert sandbox_watch.folder_usage(usage) == (15, 3)
 
 
 def test_run_folders_lie_under_the_grading_runs_root_and_go_with_the_kernel(layout, monkeypatch):
@@ -424,6 +424,70 @@ async def _wait_for_stdout(kc, msg_id: str, text: str) -> None:
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
             if text in msg["content"]["text"]:
                 return
+
+
+@pytest.mark.skipif(cpushare.hierarchy() is None, reason=cpushare.unavailable_reason())
+def test_a_kernel_and_every_process_it_starts_share_one_cpu_group(layout, monkeypatch):
+    """A notebook that forked busy processes in new sessions slowed the notebooks graded beside
+    it 4 times: now each kernel, with all it starts, is in a CPU group of its own weighted by
+    its worker's threads, which it cannot see or leave, and which goes with it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    asyncio.run(_start_a_detached_child_and_look(layout.cwd))
+
+
+async def _start_a_detached_child_and_look(cwd: Path) -> None:
+    where = cpushare.hierarchy()
+    km = sandbox.SandboxKernelManager(kernel_name="python3")
+    await km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    group = km._cpu_group
+    try:
+        await kc.wait_for_ready(timeout=30)
+        assert group is not None and group.parent == where.root
+        assert int((group / where.weight_file).read_text()) == where.weight(2)
+        msg_id = kc.execute(
+            "import os, subprocess\n"
+            "p = subprocess.Popen(['sleep', '67'], start_new_session=True)\n"
+            "print('started', os.listdir('/sys/fs/cgroup'))")
+        await _wait_for_stdout(kc, msg_id, "started []")
+        inside = cpushare.members(group)
+        assert km.provisioner.process.pid in inside
+        commands = [psutil.Process(pid).cmdline() for pid in inside if psutil.pid_exists(pid)]
+        assert ["sleep", "67"] in commands, commands
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    assert not group.exists()
+
+
+def test_cpu_groups_go_with_their_kernel_or_their_grading_process(tmp_path, monkeypatch):
+    """Without a cgroup hierarchy (a plain folder stands in) the logic still holds: weights
+    within range, a shell that joins first, stale groups of dead grading processes swept."""
+    where = cpushare.Hierarchy(tmp_path, "cpu.weight", 100, 1, 10000)
+    assert (where.weight(0.001), where.weight(2), where.weight(1e6)) == (1, 200, 10000)
+    assert cpushare.cpus_of({"OMP_NUM_THREADS": "x"}) == cpushare.cpus_of({}) == 1.0
+    group = cpushare.create(3, where)
+    assert group is not None and (group / "cpu.weight").read_text() == "300\n"
+    cmd = cpushare.join_command(group, ["bwrap", "--", "python"])
+    assert cmd[:2] == ["/bin/sh", "-c"] and cmd[3:] == [str(group / "cgroup.procs"), "bwrap",
+                                                        "--", "python"]
+    assert cpushare.join_command(None, ["python"]) == ["python"]
+    (group / "cpu.weight").unlink()
+    assert cpushare.remove(group) and not group.exists()
+    dead = subprocess_pid_that_ended()
+    (tmp_path / f"{cpushare.PREFIX}{dead}-0").mkdir()
+    (tmp_path / f"{cpushare.PREFIX}{os.getpid()}-0").mkdir()
+    cpushare.sweep(where)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{cpushare.PREFIX}{os.getpid()}-0"]
+
+
+def subprocess_pid_that_ended() -> int:
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
 
 
 def test_timed_out_cell_is_interrupted_and_the_next_cell_runs(layout):
