@@ -51,6 +51,8 @@ case "$step" in
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"
     $PY -c "from graders import sandbox; print(sandbox.sandbox_status())"
+    $PY -c "from graders import cpushare as c; print('cpu groups:', c.hierarchy() or c.unavailable_reason())"
+    $PY scripts/bench_cpushare.py --busy 32 --repeats 3 || true
     $PY -m pytest -q -n 4 -p no:cacheprovider tests/test_device.py tests/test_sandbox.py
     ;;
   sweep) $PY scripts/bench_class.py --sweep-only --serial 0 --out "$OUT/class.md" "$@" ;;
