@@ -361,6 +361,16 @@ _mods = getattr(sys, "modules")  # <-
     ("history_through_time_magic", "ipython-magic", """\
 %time history  # <-
 """),
+    # a package install that chains a command, or builds the submission's own files
+    ("pip_install_then_a_command", "ipython-magic", """\
+!pip install -q numpy; cat *.ipynb  # <-
+"""),
+    ("pip_install_a_local_folder", "ipython-magic", """\
+%pip install -q ./my_package  # <-
+"""),
+    ("pip_install_expands_python", "ipython-magic", """\
+!pip install {__import__('os').getcwd()}  # <-
+"""),
 ]
 
 
@@ -444,6 +454,11 @@ HONEST = [
     "net.forward = types.MethodType(lambda self, x: x, net)\nshow = print\nprint = show\n",
     "if hasattr(torch, 'compile') and getattr(torch.backends, 'mps', None):\n    pass\n",
     "def make_activation(name):\n    return {'relu': nn.ReLU, 'tanh': nn.Tanh}[name]()\n",
+    # what a Colab student is told to run, or runs to see the GPU
+    "!pip install -q \"dlworkshop @ git+https://github.com/uni/dl-course@main\"\n",
+    "%pip install -q torch torchvision\n!nvidia-smi\n",
+    "try:\n    from google.colab import drive\n    drive.mount('/content/drive')\n"
+    "except ImportError:\n    pass\n",
 ]
 
 # Rare in honest work and flagged on purpose (the module docstring lists them).

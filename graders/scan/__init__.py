@@ -27,11 +27,14 @@ What is flagged (rule: examples)
         ``_iii``, ``_i<N>``, ``_<N>``, ``__``, ``___`` (the history holds earlier cells' source).
     ``ipython-magic``
         ``%magic``, ``%%magic`` and ``!shell`` lines, except ``%time``, ``%timeit``, ``%%time``,
-        ``%%timeit`` (whose statements are scanned like any other code), ``%matplotlib`` and
-        ``name?`` / ``name??`` help on a plain name. ``%%javascript``, ``%%capture``, ``%env``,
-        ``%config``, ``%load_ext``, ``%autoreload``, ``%pip``, ``!cat *.ipynb`` are flagged, and
-        so is a one-line cell that IPython's automagic runs as one (``history``, ``run x.py``,
-        ``cat *.ipynb``), also inside ``%time``.
+        ``%%timeit`` (whose statements are scanned like any other code), ``%matplotlib``,
+        ``name?`` / ``name??`` help on a plain name, and installing or listing packages by name
+        (``!pip install -q "dlworkshop @ git+..."``, as a Colab student is told to, ``%pip
+        install``, ``!nvidia-smi``: nothing chained, expanded or built from a path).
+        ``%%javascript``, ``%%capture``, ``%env``, ``%config``, ``%load_ext``, ``%autoreload``,
+        ``%pip install ./folder``, ``!pip install x; cat *.ipynb``, ``!cat *.ipynb`` are
+        flagged, and so is a one-line cell that IPython's automagic runs as one (``history``,
+        ``run x.py``, ``cat *.ipynb``), also inside ``%time``.
     ``interpreter-internals``
         ``builtins`` / ``__builtins__`` / ``__main__``; ``sys.modules``, ``sys._getframe``,
         ``sys.settrace``/``setprofile``, ``sys.excepthook``/``displayhook`` and the other hooks,

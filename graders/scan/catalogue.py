@@ -132,6 +132,29 @@ MAPPING_WRITES = frozenset({
 #: Magics allowed by name; ``time``/``timeit`` statements are scanned like any other code.
 LINE_MAGICS_OK = frozenset({"time", "timeit", "matplotlib", "pinfo", "pinfo2"})
 CELL_MAGICS_OK = frozenset({"time", "timeit"})
+#: Shell commands a Colab student is told to run (install the course's packages) or runs to see
+#: the GPU, and ``%pip`` lines (:func:`installs_packages`).
+_PIP = r"(?:pip3?|python3?\s+-m\s+pip)\s+"
+_PACKAGES = re.compile(rf"^\s*(?:{_PIP})?(?:install|list|show|freeze)\b[^;&|`$(){{}}<>\n]*$")
+_GPU = re.compile(r"^\s*nvidia-smi(?:\s+-L)?\s*$")
+_LOCAL = ("-e", "--editable", "-r", "--requirement", "-c", "--constraint", "-f",
+          "--find-links", "-i", "--index-url", "--extra-index-url", "--target", "-t",
+          "--prefix", "--root", "--src")
+
+
+def installs_packages(command: str, magic: bool = False) -> bool:
+    """Whether ``command`` (``!command``, or ``%pip command`` with ``magic``) only installs or
+    lists packages by name, or shows the GPU: it chains, redirects or expands nothing (no
+    ``; & | ` $ ( ) { } < >`` or line break: IPython expands ``{...}`` and ``$name`` as Python)
+    and builds nothing from a path (``.``, ``/``, ``~``, ``file:``, ``-e``, ``-r`` ...): a
+    package built from the submission's own files would run code the scan never read."""
+    if not magic and _GPU.match(command):
+        return True
+    if not _PACKAGES.match(command) or (not magic and not re.match(rf"\s*{_PIP}", command)):
+        return False
+    words = command.split()
+    return not any(w.startswith((".", "/", "~")) or "file:" in w or w.split("=")[0] in _LOCAL
+                   for w in words)
 TOO_DEEP = "code nested too deeply for the scan to read"
 DOTTED = re.compile(r"^[A-Za-z_][\w.]*$")
 

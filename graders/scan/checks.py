@@ -33,6 +33,7 @@ from graders.scan.catalogue import (
     STAR_FLAGGED,
     TOO_DEEP,
     Finding,
+    installs_packages,
     lookup,
 )
 from graders.scan.cells import Unit, literal, magic_call
@@ -229,10 +230,14 @@ class Scan(Aliases):
         args = node.args
         first = literal(args[0]) if args else None
         if method in ("system", "getoutput"):
+            if method == "system" and first is not None and installs_packages(first):
+                return  # e.g. Colab's `!pip install ...` of the course's package
             command = first if first is not None else "..."
             self.add(unit, node, MAGIC, f"runs a shell command (!{command[:40]})")
         elif method == "run_line_magic" and first is not None:
             argument = literal(args[1]) if len(args) > 1 else ""
+            if first == "pip" and argument is not None and installs_packages(argument, magic=True):
+                return
             if first not in LINE_MAGICS_OK or (
                 first.startswith("pinfo") and not DOTTED.match(argument or "")
             ):
