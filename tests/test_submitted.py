@@ -230,11 +230,45 @@ def _edited(course, how):
     elif how == "stripped":  # the code pasted into a new notebook: no nbgrader metadata
         for cell in nb.cells:
             cell.metadata.pop("nbgrader", None)
+    elif how == "colab":
+        nb = _saved_by_colab(nb)
+    return nb
+
+
+def _saved_by_colab(nb):
+    """``nb`` as Colab saves it: nbformat 4.0 without cell ids (Colab keeps its own in the
+    metadata), Colab's notebook metadata, outputs, and the install cell the release notebook
+    tells a Colab student to add first."""
+    nb = copy.deepcopy(nb)
+    install = new_code_cell('!pip install -q "dlworkshop @ git+https://github.com/uni/dl@main"\n'
+                            "try:\n    from google.colab import drive\n"
+                            "    drive.mount('/content/drive')\nexcept ImportError:\n    pass")
+    nb.cells.insert(0, install)
+    nb.nbformat_minor = 0
+    nb.metadata = nbformat.from_dict({
+        "colab": {"provenance": [], "gpuType": "T4"}, "accelerator": "GPU",
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        "language_info": {"name": "python"}})
+    for i, cell in enumerate(nb.cells):
+        cell.pop("id", None)
+        cell.metadata["id"] = f"c0lab{i:04d}"
+        if cell.cell_type == "code":
+            cell.metadata["colab"] = {"base_uri": "https://localhost:8080/"}
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+            cell.execution_count = i
     return nb
 
 
 EDITS = {"dup-solution": 6, "dup-test": 6, "foreign": 6, "flags": 6, "points": 0,
-         "stripped": 6}
+         "stripped": 6, "colab": 6}
+
+
+@pytest.mark.slow
+def test_a_notebook_saved_by_colab_is_graded_in_full_and_not_flagged(by_graders):
+    """Colab's file format, and the install line the release notebook tells a Colab student to
+    run, are not a reason for the instructor to look (a Colab class was all flagged)."""
+    _, grades = by_graders
+    assert (grades["colab"].score, grades["colab"].status) == (6, GRADED), grades["colab"].reason
 
 
 @pytest.mark.slow
