@@ -216,8 +216,10 @@ def start(
         run_sync(km.start_kernel)(cwd=str(work), env=env, stdout=log, stderr=subprocess.STDOUT,
                                   extra_arguments=[HISTORY, preload_argument(modules)])
     kernel = Prestarted(km, folder, dict(env))
+    info = km.get_connection_info()
+    info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
     kernel.record.write_text(json.dumps({
-        "pid": kernel.pid, "connection_file": km.connection_file,
+        "pid": kernel.pid, "connection_file": km.connection_file, "connection": info,
         "run_dir": str(km.agent_folder), "kernel_name": kernel_name,
         "fingerprint": fingerprint(work), "environment": environment_digest(env),
     }))
@@ -475,8 +477,10 @@ def adopt(
 
     from graders.sandbox import SandboxKernelManager
 
-    km = SandboxKernelManager(kernel_name=kernel_name, connection_file=facts["connection_file"])
-    km.load_connection_file()
+    # the connection from the record, never from the kernel's folder: the kernel may rewrite
+    # its own file there (its folder is writable for its sockets)
+    km = SandboxKernelManager(kernel_name=kernel_name)
+    km.load_connection_info(facts["connection"])
     km._run_dir = Path(facts["run_dir"])
     provisioner = LocalProvisioner(kernel_id=km.kernel_id or "prestarted",
                                    kernel_spec=km.kernel_spec, parent=km)

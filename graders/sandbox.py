@@ -53,11 +53,12 @@ Limits (:class:`Limits`; environment variable, default)
       is not limited. On the CPU, ``import torch`` alone takes about 4.3 GiB of address space.
     * ``max_processes`` (``GRADERS_SANDBOX_MAX_PROCESSES``, 256): ``RLIMIT_NPROC``, which the
       kernel counts per *user* and does not apply to root. When grading as root the kernel
-      therefore runs as its own unused uid (``1_000_000_000 + 16 * grader pid + n``, via
-      ``setpriv``), so the count covers exactly this kernel's processes: a fork bomb is bounded
-      and cannot starve another student's kernel. The working folder is handed to that uid while
-      the kernel runs and given back to its owner afterwards. As a normal user the limit is
-      added to the processes that user already runs (the count is that user's, system-wide).
+      therefore runs as its own unused uid (``1_000_000_000 + 512 * grader pid + n``, one no
+      process runs as, via ``setpriv``), so the count covers exactly this kernel's processes: a
+      fork bomb is bounded and cannot starve another student's kernel. The working folder is
+      handed to that uid while the kernel runs and given back to its owner afterwards. As a
+      normal user the limit is added to the processes that user already runs (the count is
+      that user's, system-wide).
     * ``file_size_mb`` (``GRADERS_SANDBOX_FILE_SIZE_MB``, 1024): ``RLIMIT_FSIZE``, the largest
       file the kernel may write.
     * ``disk_mb`` (``GRADERS_SANDBOX_DISK_MB``, 512): size of each of the tmpfs ``/tmp`` and
@@ -84,6 +85,7 @@ check the status first and warn loudly when they grade without the sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import itertools
@@ -125,6 +127,7 @@ ENV_READONLY = "GRADERS_SANDBOX_READONLY"
 ENV_PREFIX = "GRADERS_SANDBOX_"
 SANDBOX_WORK = "/tmp/work"  # the kernel's working folder inside the sandbox
 UID_BASE = 1_000_000_000
+UIDS_PER_PROCESS = 512  # UID_BASE + 512 * pid_max (2**22) stays below 2**32 - 1
 #: How often a stopping kernel is looked at (jupyter_client: every 0.1 s; a killed kernel is gone
 #: in milliseconds, and every notebook waited out one whole interval).
 STOP_POLL_S = 0.005
@@ -264,8 +267,29 @@ def _below_hidden(paths: list[Path], hidden: list[Path]) -> list[Path]:
 
 # ------------------------------------------------------------------------------ the command
 def _kernel_uid() -> int:
-    """An unused uid for one kernel: unique per grader process and kernel (see the docstring)."""
-    return UID_BASE + 16 * os.getpid() + next(_uid_counter) % 16
+    """An unused uid for one kernel: grader processes have ranges of their own
+    (:data:`UIDS_PER_PROCESS` from ``UID_BASE + UIDS_PER_PROCESS * pid``), and within its range
+    a grader skips the uids a process still runs as. Two kernels sharing a uid shared its
+    process limit: one holding it made the other's threads fail (a coordinator starting
+    kernels ahead reused a uid after 16)."""
+    base = UID_BASE + UIDS_PER_PROCESS * os.getpid()
+    busy = _uids_running()
+    for _ in range(UIDS_PER_PROCESS):
+        uid = base + next(_uid_counter) % UIDS_PER_PROCESS
+        if uid not in busy:
+            return uid
+    raise SandboxUnavailable(f"all {UIDS_PER_PROCESS} kernel uids of this process are in use")
+
+
+def _uids_running() -> set[int]:
+    """The uids of the processes running now (the owners of ``/proc/<pid>``)."""
+    uids = set()
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    uids.add(entry.stat().st_uid)
+    return uids
 
 
 def _user_process_count() -> int:

@@ -65,6 +65,10 @@ def environment_args(kernel_env: dict[str, str], repo_root: Path) -> list[str]:
         "XDG_DATA_HOME": f"{home}/.local/share", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
         "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
         "JUPYTER_RUNTIME_DIR": f"{home}/.local/share/jupyter/runtime",
+        # no module of the working folder (the submission's files) imports while the kernel
+        # starts (a submitted ipykernel_launcher.py ran before the agent, and in a kernel
+        # started ahead, before its own run); the agent puts the folder back on sys.path
+        "PYTHONSAFEPATH": "1",
     }
     args: list[str] = ["--clearenv"]  # JPY_PARENT_PID too (its poller would see PID 1 and exit)
     for name, value in {**kernel_environment(kernel_env), **settings}.items():

@@ -186,6 +186,10 @@ def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path, dict[str, 
     submitted.mkdir()
     (submitted / "data.txt").write_text("forty-two")
     (submitted / "answer.ipynb").write_text("{}")
+    # modules of the submission that would run before the agent, and before the run adopts
+    # the kernel, if the kernel imported from its working folder while it starts
+    for shadow in ("ipykernel_launcher.py", "fractions.py", "zmq.py"):
+        (submitted / shadow).write_text("raise SystemExit('a submitted module ran')\n")
     env = {**os.environ, **sandbox.Limits().to_env(), sandbox.ENV_HIDE: str(base)}
     kernel = prestart.start(base / "ahead", sandbox.work_files(submitted), "python3", env,
                             ["fractions", "email.mime.text", "email.nosuch"])
@@ -199,14 +203,26 @@ def started(monkeypatch) -> Iterator[tuple[prestart.Prestarted, Path, dict[str, 
 @needs_bwrap
 def test_an_adopted_kernel_is_clean_sandboxed_preloaded_and_interruptible(started):
     kernel, folder, env = started
+    record = json.loads(kernel.record.read_text())
+    # the kernel may rewrite its own connection file (its folder is writable for its
+    # sockets) once it has read it: the adopting run must connect where the record says
+    ip = record["connection"]["ip"]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{ip}-{n}").exists() for n in range(1, 6)):
+        assert time.monotonic() < deadline, "the kernel started ahead never bound its sockets"
+        time.sleep(0.05)
+    Path(record["connection_file"]).write_text(json.dumps({**record["connection"],
+                                                           "shell_port": 1, "key": "forged"}))
     km = prestart.adopt(kernel.record, folder, "python3", env)
     assert km is not None and km.agent_folder is not None
+    assert km.session.key == record["connection"]["key"].encode()
     probe = f"os.path.exists({str(folder)!r})"
     nb = new_notebook(cells=[new_code_cell(
         "import sys, os\n"
         "print(sorted(k for k in globals() if not k.startswith('_') and k not in"
         " ('In', 'Out', 'exit', 'quit', 'get_ipython', 'open', 'sys', 'os')))\n"
-        "print('fractions' in sys.modules, 'email.mime.text' in sys.modules)\n"
+        "print('fractions' in sys.modules, 'email.mime.text' in sys.modules,"
+        " sys.modules['fractions'].__file__.startswith(os.getcwd()))\n"
         f"print(open('data.txt').read(), os.getcwd(), {probe})")])
     nb.cells += [new_code_cell("while True:\n    pass"), new_code_cell("print('answered')")]
     client = NotebookClient(nb, km=km, timeout=60, allow_errors=True, interrupt_on_timeout=True)
@@ -218,7 +234,7 @@ def test_an_adopted_kernel_is_clean_sandboxed_preloaded_and_interruptible(starte
         client.execute_cell(nb.cells[2], 2)
     run_sync(km.shutdown_kernel)(now=True)
     text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
-    assert text.splitlines() == ["[]", "True True", f"forty-two {sandbox.SANDBOX_WORK} False"]
+    assert text.splitlines() == ["[]", "True True False", f"forty-two {sandbox.SANDBOX_WORK} False"]
     assert [o.get("ename") for o in nb.cells[1].outputs] == ["KeyboardInterrupt"]
     assert nb.cells[2].outputs[0]["text"] == "answered\n"
     assert psutil.Process(kernel.pid).status() == psutil.STATUS_ZOMBIE  # killed; parent reaps

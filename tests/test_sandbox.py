@@ -146,6 +146,18 @@ def test_the_course_executor_picks_the_sandbox_itself():
     assert manager("off") is AsyncKernelManager
 
 
+def test_kernel_uids_are_never_those_of_a_running_process(monkeypatch):
+    """Kernels started ahead by one coordinator reused a uid after 16: two sandboxes with
+    one uid shared its process limit, and one made the other's threads fail."""
+    assert os.geteuid() in sandbox._uids_running()
+    base = sandbox.UID_BASE + sandbox.UIDS_PER_PROCESS * os.getpid()
+    monkeypatch.setattr(sandbox, "_uid_counter", iter(range(10**6)))
+    busy = {base, base + 1, base + 3}
+    monkeypatch.setattr(sandbox, "_uids_running", lambda: busy)
+    assert [sandbox._kernel_uid() for _ in range(3)] == [base + 2, base + 4, base + 5]
+    assert sandbox.UID_BASE + sandbox.UIDS_PER_PROCESS * 2**22 < 2**32 - 1  # all pids fit
+
+
 def test_closed_folders_above_the_working_folder_are_hidden(tmp_path):
     base = Path(tempfile.mkdtemp(prefix="sandbox-closed-", dir="/var/tmp"))  # mode 0700
     try:

@@ -127,6 +127,18 @@ def _submit_linked_class(course):
         fh.truncate(submitted.MAX_FILE_BYTES + 1)
 
 
+def _submit_shadowing(course):
+    """A correct notebook whose folder holds modules named like what a kernel imports while
+    it starts (they ran before the agent, and in a kernel started ahead before its own run),
+    and a module of the student's own that a solution imports (that still works)."""
+    nb = submission(course)
+    _cell(nb, "add").source = "from mine import add"
+    folder = course.submit("shadowing", ASSIGNMENT, nb).parent
+    for shadow in ("ipykernel_launcher.py", "zmq.py", "traitlets.py"):
+        (folder / shadow).write_text("import os\nos._exit(3)\n")
+    (folder / "mine.py").write_text("def add(a, b):\n    return a + b\n")
+
+
 def _outputs(course, student):
     nb = nbformat.read(str(course.autograded_path(student, ASSIGNMENT)), as_version=4)
     return "\n".join(json.dumps(c.get("outputs", [])) for c in nb.cells)
@@ -139,6 +151,7 @@ def by_graders(tiny_released, tmp_path_factory):
     _submit_linked_class(course)
     for how in EDITS:
         course.submit(how, ASSIGNMENT, _edited(course, how))
+    _submit_shadowing(course)
     settings = parallel.Settings(workers=2, cell_timeout=20, progress=False)
     results = parallel.autograde(course, parallel.select_jobs(course, [ASSIGNMENT]), settings)
     return course, {r.student: r for r in results}
@@ -158,6 +171,7 @@ def by_nbgrader(tiny_released, tmp_path_factory):
     os.symlink(course.root / "gradebook.db", folder / "data" / "abs.db")
     for how in EDITS:
         course.submit(how, ASSIGNMENT, _edited(course, how))
+    _submit_shadowing(course)
     course.autograde(ASSIGNMENT)
     return course, course.grades(ASSIGNMENT)
 
@@ -261,6 +275,13 @@ def _saved_by_colab(nb):
 
 EDITS = {"dup-solution": 6, "dup-test": 6, "foreign": 6, "flags": 6, "points": 0,
          "stripped": 6, "colab": 6}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["graders", "nbgrader"])
+def test_modules_in_a_submission_never_run_before_the_agent(runner, request):
+    _, grades = request.getfixturevalue(f"by_{runner}")
+    assert grades["shadowing"].score == 6, grades["shadowing"]
 
 
 @pytest.mark.slow

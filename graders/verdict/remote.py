@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import os
 import secrets
+import stat
 import sys
 import time
 import weakref
@@ -93,6 +94,23 @@ def student_error(type_name: str, message: str, traceback_text: str = "") -> Stu
 
 class KernelTimeout(Exception):
     """The student's code ran past the test cell's time limit."""
+
+
+def _share_socket(path: Path) -> None:
+    """Make the socket at ``path`` connectable by any uid. The folder is the kernel's own: by
+    the time of a chmod by path it may have put a link there (a root chmod would have made any
+    host file world-writable), so the inode opened without following links is changed, once it
+    is seen to be a socket."""
+    if not hasattr(os, "O_PATH"):  # not Linux: no sandbox, the kernel runs as the grader
+        os.chmod(path, 0o666)
+        return
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is no longer the agent's socket")
+        os.chmod(f"/proc/self/fd/{fd}", 0o666)
+    finally:
+        os.close(fd)
 
 
 class BridgeBroken(RuntimeError):
@@ -328,7 +346,7 @@ class Bridge:
         self.path = Path(folder) / f"agent-{secrets.token_hex(4)}"
         self.address = f"ipc://{self.path}"
         self.socket.bind(self.address)
-        os.chmod(self.path, 0o666)  # the kernel may run as another uid
+        _share_socket(self.path)  # the kernel may run as another uid
         self.interrupt = interrupt
         self.deadline: float | None = None
         self.expired = False  # this test cell's time is up: no more requests in it
@@ -353,8 +371,14 @@ class Bridge:
         source = Path(wire.__file__).read_text(encoding="utf-8")
         return (
             "def _graders_install(source, address):\n"
-            "    import sys, types\n"
+            "    import os, sys, types\n"
             "    import builtins\n"
+            "    # the sandbox starts a kernel with PYTHONSAFEPATH (nothing of the working folder\n"
+            "    # runs before this); from now on it imports as IPython would let it\n"
+            "    if os.environ.pop('PYTHONSAFEPATH', None) and '' not in sys.path:\n"
+            "        sys.path.insert(next((i for i, p in enumerate(sys.path)\n"
+            "                              if p.endswith(('site-packages', 'dist-packages'))),\n"
+            "                             0), '')\n"
             "    module = types.ModuleType('_graders_wire')\n"
             "    # its own copy of the builtins: a student who patches builtins.len later does\n"
             "    # not break the agent (only the student's own code)\n"

@@ -46,10 +46,8 @@ MAX_TEXT = 10_000_000  # characters of one string
 MAX_HEADER = 64 << 20  # bytes of a message's JSON header (lists of numbers: send arrays)
 MAX_MESSAGE = 1 << 30  # bytes of a whole message (the trusted side's socket refuses more)
 HASHABLE = 2**61 - 1
-NUMERIC_DTYPES = (
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "complex64", "complex128",
-)
+NUMERIC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                  "uint64", "float16", "float32", "float64", "complex64", "complex128")
 TORCH_ONLY_DTYPES = ("bfloat16",)  # sent as the raw 16-bit pattern
 AGENT_FILENAME = "<graders-agent>"
 
@@ -289,11 +287,13 @@ class Decoder:
         return out
 
     def _key(self, h, depth):
-        # numbers of 2**61 and more are where hash collisions are trivial (Python hashes them
-        # modulo 2**61 - 1): a dict of such keys takes quadratic time to build
+        # only keys whose hashes cannot be made to collide, strings (hashed with a secret seed)
+        # and numbers under 2**61 (Python hashes numbers modulo 2**61 - 1, and a complex or a
+        # tuple can be solved for a hash): a dict of colliding keys takes quadratic time to build
         key = self.decode(h, depth + 1)
-        if isinstance(key, (int, float)) and abs(key) >= HASHABLE:
-            raise WireError("a dict key or set member of 2**61 or more")
+        number = isinstance(key, (int, float)) or getattr(key, "dtype", None) is not None
+        if number and abs(key) >= HASHABLE or not (number or key is None or type(key) is str):
+            raise WireError("a dict key or set member other than a string or a number under 2**61")
         return key
 
     def _array(self, h):
