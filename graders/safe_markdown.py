@@ -14,6 +14,8 @@ own ``markdown2html`` passes through unchanged. Anything else is shown as text.
 
 from __future__ import annotations
 
+from html import escape
+
 import bleach
 from nbconvert.filters import markdown2html_mistune
 from nbconvert.preprocessors import Preprocessor
@@ -33,11 +35,25 @@ ATTRIBUTES = {
 PROTOCOLS = frozenset({"http", "https", "mailto", "data"})
 
 
+#: Beyond these a cell is shown as plain text: cleaning takes time quadratic in the elements
+#: nested (a red team's 98 KiB of ``<div>`` held ``generate_feedback`` for 50 s, 156 KiB for
+#: 113 s); honest markdown has far fewer tags.
+MAX_TAGS = 500
+MAX_CHARS = 200_000
+
+
 def safe_html(markdown: str) -> str:
     """``markdown`` rendered to HTML with only allow-listed tags, attributes and link schemes
-    (the rest escaped, so an instructor sees what was tried)."""
-    html = bleach.clean(markdown2html_mistune(markdown), tags=TAGS, attributes=ATTRIBUTES,
-                        protocols=PROTOCOLS)
+    (the rest escaped, so an instructor sees what was tried); a cell with more than
+    :data:`MAX_TAGS` tags or :data:`MAX_CHARS` characters as escaped text (the first
+    :data:`MAX_CHARS`)."""
+    if markdown.count("<") > MAX_TAGS or len(markdown) > MAX_CHARS:
+        cut = " (cut)" if len(markdown) > MAX_CHARS else ""
+        html = (f"<p>This cell has too much markup to show rendered{cut}:</p>"
+                f"<pre>{escape(markdown[:MAX_CHARS])}</pre>")
+    else:
+        html = bleach.clean(markdown2html_mistune(markdown), tags=TAGS, attributes=ATTRIBUTES,
+                            protocols=PROTOCOLS)
     # one line in one <div>: the template's markdown2html takes it as one raw HTML block and
     # changes nothing (a blank line would end the block; &#10; is the same newline, in <pre> too)
     return '<div class="safe-markdown">' + html.replace("\n", "&#10;") + "</div>"

@@ -415,6 +415,20 @@ def test_safe_markdown_cleans_grading_comments_too():
     assert "<strong>bold</strong> and $x^2$" in cell.source
 
 
+def test_markdown_with_too_much_markup_is_shown_as_text_not_cleaned():
+    """Cleaning takes time quadratic in nested elements: 156 KiB of ``<div>`` in one markdown
+    cell held the feedback (and a formgrader view) for 113 s. Beyond MAX_TAGS tags the cell
+    is shown as escaped text, which takes linear time and lets nothing act."""
+    from graders.safe_markdown import MAX_CHARS, MAX_TAGS, safe_html
+
+    nested = "<div>" * 30_000 + '<img src=x onerror="document.title=1">'
+    html = safe_html(nested)
+    assert active_markup(html) == [] and "<div><div>" not in html
+    assert "&lt;div&gt;&lt;div&gt;" in html and "too much markup" in html
+    assert "<strong>" in safe_html("**bold** " + "a &lt; b " * (MAX_TAGS // 2))
+    assert len(safe_html("x" * (3 * MAX_CHARS))) < 2 * MAX_CHARS
+
+
 def _plant_grading_leaks(course: Course, student: str) -> None:
     """Put into a student's autograded notebook and folder what a kernel that saw the hidden
     tests while graded would have left there (LEAKY does it for real when test cells run in
