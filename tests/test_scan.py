@@ -650,3 +650,18 @@ def test_scan_submission_of_a_file_that_is_not_a_notebook_is_empty(tmp_path):
         (tmp_path / name).write_text(text)
         assert scan_submission(tmp_path / name, src_path) == []
     assert scan_submission(tmp_path / "missing.ipynb", src_path) == []
+
+
+def test_an_alias_passed_down_a_long_chain_written_backwards_is_followed():
+    """The alias fixpoint once made a pass over every binding per step of a chain (quadratic:
+    6,000 such lines held a whole batch for a minute, since the scan runs in its parent); the
+    worklist follows the chain to its end all the same."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    n = 3000
+    lines = ["import sys", "def _helper():"]
+    lines += [f"    a{i} = a{i - 1}" for i in range(n, 0, -1)]
+    lines += ["    a0 = sys", f"    a{n}.modules['numpy'] = None"]
+    found = scan_notebook(new_notebook(cells=[new_code_cell("\n".join(lines))]))
+    assert {(f.rule, f.line) for f in found} == {("interpreter-internals", n + 4),
+                                                 ("module-patch", n + 4)}, found
