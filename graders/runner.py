@@ -63,7 +63,8 @@ FORKSERVER_PRELOAD = [
     "numpy", "torch", "torchvision.models", "matplotlib.pyplot", "sklearn.linear_model",
     "sklearn.neural_network", "dlworkshop.checks", "dlworkshop.data", "dlworkshop.train",
     "dlworkshop.plot", "dlworkshop.introspect", "dlworkshop.transfer", "dlworkshop.testing",
-    "dlworkshop.instruments", "dlworkshop.gradcheck", "dlworkshop.grading", "dlworkshop.device",
+    "dlworkshop.instruments", "dlworkshop.recorders", "dlworkshop.gradcheck",
+    "dlworkshop.grading", "dlworkshop.device",
     # what each forked nbgrader still imported (measured: 79 modules, 30 ms): jupyter_client's
     # kernel spec lookup (IPython, ipykernel), the gradebook's SQLite driver, the executor's
     # kernel client and the trusted side's helpers

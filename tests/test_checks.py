@@ -371,3 +371,35 @@ def test_held_out_examples_are_reordered_and_shaken_by_a_secret_seed():
     assert not any(x.tobytes() in seen for x in X2)
     X3, y3 = testing.held_out(X, y, seed=987654321)
     assert np.array_equal(X2, X3) and np.array_equal(y2, y3)
+
+
+def test_held_out_accuracy_must_come_from_the_weights():
+    """The shaking is too small to hide an example from a nearest neighbour among the data a
+    kernel can load: a forward that looked its inputs up scored full accuracy untrained. The
+    accuracy counts only if the model with random weights falls to about chance."""
+    from torch import nn
+
+    from dlworkshop import testing
+
+    rng = np.random.default_rng(1)
+    means = rng.normal(0, 3, (4, 16)).astype(np.float32)
+    y = np.repeat(np.arange(4), 50)
+    X = (means[y] + rng.normal(0, 0.5, (200, 16))).astype(np.float32)
+    honest = nn.Linear(16, 4)
+    with torch.no_grad():  # a nearest-mean classifier as a linear layer: well above chance
+        honest.weight.copy_(torch.from_numpy(means))
+        honest.bias.copy_(torch.from_numpy(-0.5 * (means**2).sum(1)))
+    assert testing.held_out_accuracy(honest, X, y, seed=7, device="cpu") > 0.95
+    assert torch.equal(honest.weight, torch.from_numpy(means))  # the weights are put back
+
+    class Lookup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(16, 4)  # weights it has but does not need
+
+        def forward(self, x):
+            nearest = torch.cdist(x.float(), torch.from_numpy(X)).argmin(1)
+            return nn.functional.one_hot(torch.from_numpy(y)[nearest], 4).float() + 0 * self.head(x)
+
+    with pytest.raises(AssertionError, match="replaced by random ones"):
+        testing.held_out_accuracy(Lookup(), X, y, seed=7, device="cpu", name="Lookup")

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlworkshop import instruments as ins
+from dlworkshop import recorders as rec
 from dlworkshop import testing, train
 
 
@@ -158,8 +159,8 @@ def test_layer_calls_in_training_mode_with_weights():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2)).eval()
     x = torch.randn(16, 4)
-    trained = ins.layer_calls(model, x, ("Linear", "Dropout"), training=True)
-    evaluated = ins.layer_calls(model, x, ("Linear", "Dropout"))
+    trained = rec.layer_calls(model, x, ("Linear", "Dropout"), training=True)
+    evaluated = rec.layer_calls(model, x, ("Linear", "Dropout"))
     assert not model.training  # the mode it had
     assert torch.equal(trained[0]["weight"], model[0].weight)
     assert trained[1]["weight"] is None and trained[1]["bias"] is None  # dropout has none
@@ -170,7 +171,7 @@ def test_layer_calls_in_training_mode_with_weights():
 def test_layer_calls_name_a_lazy_layer_by_what_it_becomes():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Flatten(), nn.LazyLinear(5), nn.ReLU(), nn.Linear(5, 2))
-    calls = ins.layer_calls(model, torch.randn(2, 3, 4), ("Linear",))
+    calls = rec.layer_calls(model, torch.randn(2, 3, 4), ("Linear",))
     assert [(c["kind"], c["config"]["in_features"]) for c in calls] == [("Linear", 12),
                                                                         ("Linear", 5)]
 
@@ -181,7 +182,7 @@ def test_layer_calls_follow_the_forward_pass_in_eval_mode():
                           nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 3))
     model.train()
     x = torch.randn(2, 1, 4, 4)
-    calls = ins.layer_calls(model, x, ("Conv2d", "MaxPool2d", "Linear"))
+    calls = rec.layer_calls(model, x, ("Conv2d", "MaxPool2d", "Linear"))
     assert [c["kind"] for c in calls] == ["Conv2d", "MaxPool2d", "Linear"]
     conv, pool, linear = calls
     assert conv["config"]["kernel_size"] == (3, 3) and conv["config"]["padding"] == (1, 1)
@@ -190,7 +191,7 @@ def test_layer_calls_follow_the_forward_pass_in_eval_mode():
     assert torch.allclose(pool["input"], F.relu(conv["output"]))
     assert torch.allclose(linear["input"], pool["output"].flatten(1))  # dropout off: eval mode
     assert model.training  # the mode is restored
-    leaves = ins.layer_calls(model, x)
+    leaves = rec.layer_calls(model, x)
     assert [c["kind"] for c in leaves] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Dropout",
                                            "Linear"]
 

@@ -217,12 +217,48 @@ def held_out(X: Any, y: Any, seed: int, noise: float = 1 / 255) -> tuple[Any, An
     return X, y
 
 
-# Instrumented models and small probes (dlworkshop.instruments) are reachable from here too
-# (testing.SpyLinear, ...), imported on first use so that this module costs no torch import.
+#: How far above chance a model may still classify with random weights (it is at chance, give
+#: or take a few points for a class a random network happens to favour).
+RANDOM_WEIGHTS_MARGIN = 0.25
+
+
+def held_out_accuracy(
+    model: Any, X: Any, y: Any, *, seed: int, device: Any,
+    prepare: Callable[[Any], Any] | None = None, name: str = "the model",
+) -> float:
+    """Accuracy of the student's ``model`` on the held-out examples ``held_out(X, y, seed)``
+    (``prepare`` turns them into the model's input), measured where the model lives, and
+    checked to come from its weights: with every weight replaced by random values it must
+    classify about at chance. A model that looked its inputs up among the examples its kernel
+    can load (the shaking of :func:`held_out` is too small to hide them from a nearest
+    neighbour) scored full accuracy without training; it fails here (AssertionError)."""
+    import numpy as np
+
+    X, y = held_out(X, y, seed=seed)
+    inputs = prepare(X) if prepare is not None else X
+    labels = np.asarray(y)
+    predicted = student_side("dlworkshop.instruments.predict")(model, inputs, device)
+    accuracy = float((np.asarray(fetch(predicted)) == labels).mean())
+    control = student_side("dlworkshop.instruments.predict_with_random_weights")(
+        model, inputs, device, seed % 2**31)
+    at_random = float((np.asarray(fetch(control)) == labels).mean())
+    chance = 1 / max(len(np.unique(labels)), 1)
+    assert at_random <= chance + RANDOM_WEIGHTS_MARGIN, (
+        f"{name} still classifies {at_random:.0%} of the held-out examples when its weights are "
+        f"replaced by random ones (chance is about {chance:.0%}): its predictions must come "
+        "from its trained weights, not from examples it looks up")
+    return accuracy
+
+
+# Instrumented models and small probes (dlworkshop.instruments) and the records of what ran in
+# a model (dlworkshop.recorders) are reachable from here too (testing.SpyLinear, ...), imported
+# on first use so that this module costs no torch import.
 _INSTRUMENTS = ("SpyLinear", "toy_data", "tensor_loader", "toy_loader", "fill_grads",
                 "loss_gradients", "forward_on", "predict", "Spy", "SpySGD", "MarkedLoader",
-                "call_recording", "call_without_library", "layer_calls",
-                "autograd_recording", "ModeRecorder")
+                "call_recording", "call_without_library", "model_device",
+                "forward_on_model_device", "call_without_library_using", "conv_output_size",
+                "predict_with_random_weights")
+_RECORDERS = ("layer_calls", "autograd_recording", "ModeRecorder")
 
 
 def __getattr__(name: str) -> Any:
@@ -230,4 +266,8 @@ def __getattr__(name: str) -> Any:
         from dlworkshop import instruments
 
         return getattr(instruments, name)
+    if name in _RECORDERS:
+        from dlworkshop import recorders
+
+        return getattr(recorders, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
