@@ -355,6 +355,24 @@ def test_a_slow_call_is_interrupted_at_the_deadline_and_the_kernel_lives_on(kern
     assert kernel.test("assert sleepy(0) == 'woke up'").passed
 
 
+def test_what_one_test_cell_receives_in_all_is_bounded(kernel, monkeypatch):
+    """Each reply is bounded, but a test that keeps what a student's endless iterator yields
+    held 3 GiB in the grading process: a test cell receives at most RECEIVED_PER_CELL."""
+    monkeypatch.setattr(remote, "RECEIVED_PER_CELL", 4 << 20)
+    kernel.student("def endless():\n    while True:\n        yield np.ones(2**14)")  # 128 KiB
+
+    def collect(bridge):
+        kept = []
+        with pytest.raises(remote.StudentCodeError, match="passed 4 MiB"):
+            for item in bridge.request("names", names=["endless"])["endless"]():
+                kept.append(item)
+        assert 0 < len(kept) <= 32  # at most 4 MiB of them
+        return True
+
+    assert kernel.call(collect)
+    assert kernel.test("assert sum(1 for _, x in zip(range(3), endless())) == 3").passed
+
+
 def test_objects_dropped_by_the_tests_are_released(kernel):
     def count(bridge):
         return bridge.request("names", names=["values"])["values"]

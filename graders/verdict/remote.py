@@ -49,6 +49,9 @@ PLAIN_FIELDS = frozenset({"name", "n", "limit", "module", "path", "names"})
 INTERRUPT_GRACE_S = 10.0
 RECEIVE_QUEUE = 4  # messages from the kernel queued on the trusted side, at most
 SEND_TIMEOUT_S = 5.0  # a request the kernel's agent does not take within this: it is gone
+#: Bytes one test cell may receive from the kernel in all (a test that collects what a student's
+#: endless iterator yields held 3 GiB in the grading process; plain nbgrader has no other bound)
+RECEIVED_PER_CELL = 1 << 30
 HELLO_TIMEOUT_S = 60.0
 
 
@@ -353,6 +356,7 @@ class Bridge:
         self.dead: str | None = None
         self.timed_out = False  # dead because it ignored the interrupt at a time limit
         self.requests = 0
+        self.received = 0  # bytes received in this test cell (RECEIVED_PER_CELL)
         self._ids = itertools.count(1)
         self._proxies: weakref.WeakValueDictionary[int, Remote] = weakref.WeakValueDictionary()
         self._released: list[int] = []
@@ -416,6 +420,7 @@ class Bridge:
         (``time.monotonic()``)."""
         self.deadline, self.expired = deadline, False
         self._session = []
+        self.received = 0
 
     def end_session(self) -> None:
         """Tell the agent that the test cell is over (releasing the proxies dropped meanwhile)."""
@@ -539,6 +544,11 @@ class Bridge:
                     raise BridgeBroken(self.dead)
                 continue
             frames = self.socket.recv_multipart(copy=False)
+            self.received += sum(len(frame) for frame in frames)
+            if self.received > RECEIVED_PER_CELL:
+                self.expired = True
+                raise student_error("MemoryError", f"your code's replies in this test passed "
+                                    f"{RECEIVED_PER_CELL >> 20} MiB in all; it was stopped")
             try:
                 head, buffers = wire.unpack(frames)
             except wire.WireError as err:  # the kernel's agent only answers the pending request
