@@ -250,6 +250,8 @@ def test_a_kernel_that_fills_its_run_folder_is_killed(layout, monkeypatch):
     from nbclient.exceptions import DeadKernelError
 
     monkeypatch.setenv("GRADERS_SANDBOX_DISK_MB", "16")
+    # the killed kernel's folder (and what it wrote) goes with the test's own folder
+    monkeypatch.setenv(sandbox.ENV_RUN_ROOT, str(layout.base / "runs"))
     fill = ("import os, sys, time\n"
             "run = os.path.dirname(sys.argv[sys.argv.index('-f') + 1])\n"
             "for i in range(200):\n"
