@@ -491,6 +491,7 @@ def test_big_endian_arrays_arrive_as_the_same_numbers():
     [complex(1000003 * k, -k) for k in range(1, 4)],  # all hash to 0
     [(1, 2), (3, 4)],  # a tuple's hash can be solved for (a red team's 20,000 keys: 6.6 s)
     [frozenset({1})],
+    [np.complex128(1000003 * k - 1000003j * k) for k in range(1, 4)],  # NumPy's complex too
 ])
 def test_dict_keys_and_set_members_whose_hashes_can_collide_are_refused(keys):
     for value in (dict.fromkeys(keys, 0), set(keys)):

@@ -291,7 +291,8 @@ class Decoder:
         # and numbers under 2**61 (Python hashes numbers modulo 2**61 - 1, and a complex or a
         # tuple can be solved for a hash): a dict of colliding keys takes quadratic time to build
         key = self.decode(h, depth + 1)
-        number = isinstance(key, (int, float)) or getattr(key, "dtype", None) is not None
+        number = isinstance(key, (int, float)) or getattr(key, "ndim", None) == 0 and str(
+            getattr(key, "dtype", "")).startswith(("bool", "int", "uint", "float"))
         if number and abs(key) >= HASHABLE or not (number or key is None or type(key) is str):
             raise WireError("a dict key or set member other than a string or a number under 2**61")
         return key
